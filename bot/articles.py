@@ -1,0 +1,480 @@
+"""The article: domain objects and the parser from a store file's bytes to a validated `Article`.
+
+The store format is YAML front matter between `---` lines (see docs/article-format.md). PyYAML's
+C safe loader is the parser of record; everything it hands back is validated here, because YAML
+turns unquoted dates into datetimes and `yes` into booleans, and files come from anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import yaml
+
+from bot.urls import domain_of, is_http_url, normalize_url
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
+# Real article files never use YAML anchors; a handful is tolerated, more is an alias bomb.
+MAX_ALIASES = 16
+# A cheap test for a possible anchor (`&name` after a space, `[`, `{`, `,` or `:`), so that the
+# exact but slower token scan runs only on the rare file that may hold one.
+_MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[{,:])&[^\s]")
+_CLOSING_LINE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    url: str
+    width: int | None = None
+    height: int | None = None
+    title: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str
+    domain: str
+    images: tuple[Image, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedCoverage:
+    """The same story from another outlet."""
+
+    title: str
+    web_url: str
+    excerpt: str = ""
+    amp_web_url: str | None = None
+    cdn_amp_web_url: str | None = None
+    published_at: datetime | None = None
+    provider: Provider | None = None
+    quality: float | None = None
+    type: str | None = None
+    images: tuple[Image, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    key: str  # the normalized canonical URL: the story's identity
+    title: str
+    web_url: str
+    excerpt: str = ""
+    published_at: datetime | None = None
+    original_url: str | None = None
+    amp_web_url: str | None = None
+    cdn_amp_web_url: str | None = None
+    type: str | None = None
+    category: str | None = None
+    quality: float | None = None  # None: unscored (about half of real articles)
+    heat: int | None = None
+    published: bool | None = None
+    provider: Provider = field(default_factory=lambda: Provider(name="", domain=""))
+    topics: tuple[str, ...] = ()
+    images: tuple[Image, ...] = ()
+    related: tuple[RelatedCoverage, ...] = ()
+
+    @property
+    def is_scored(self) -> bool:
+        return self.quality is not None
+
+
+class ArticleError(Exception):
+    """A store file that cannot become an article; `reason` says what is wrong and what to do."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class _Invalid(Exception):
+    """Raised inside validation; turned into an `ArticleError` carrying the path."""
+
+
+# --- reading the front matter -------------------------------------------------------------
+
+
+def _front_matter(text: str) -> str:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    first_end = text.find("\n")
+    first_line = text if first_end < 0 else text[:first_end]
+    if first_line.rstrip() != "---":
+        raise _Invalid(
+            "no front matter: the file must start with a line '---', then the YAML fields, "
+            "then a closing '---' line"
+        )
+    body_start = first_end + 1
+    closing = _CLOSING_LINE.search(text, body_start)
+    if closing is None:
+        raise _Invalid(
+            "the front matter is not closed: add a line '---' after the last field "
+            "(a file still being written looks like this too)"
+        )
+    return text[body_start : closing.start()]
+
+
+def _count_aliases(block: str) -> int:
+    return sum(1 for token in yaml.scan(block, Loader=_Loader) if isinstance(token, yaml.AliasToken))
+
+
+def _load_yaml(block: str) -> Any:
+    if _MAYBE_ANCHOR.search(block) and _count_aliases(block) > MAX_ALIASES:
+        raise _Invalid(
+            f"the front matter uses more than {MAX_ALIASES} YAML aliases (an 'alias bomb'); "
+            "write the values out instead of using '&anchor' / '*alias'"
+        )
+    try:
+        return yaml.load(block, Loader=_Loader)  # noqa: S506 - a safe loader
+    except yaml.constructor.ConstructorError as exc:
+        problem = exc.problem or "unsupported value"
+        raise _Invalid(
+            f"unsupported YAML tag ({problem.strip()}): article files may hold only plain "
+            "strings, numbers, dates, lists and mappings"
+        ) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 2}, column {mark.column + 1}" if mark else ""
+        raise _Invalid(
+            f"YAML syntax error{where}: {exc.problem or exc}; quote values that contain ': ' "
+            "or start with a special character"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise _Invalid(f"YAML error: {exc}") from None
+
+
+# --- field validation ---------------------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    return {
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "empty",
+        datetime: "a date-time",
+        date: "a date",
+    }.get(type(value), type(value).__name__)
+
+
+def _optional_str(data: Mapping[str, Any], key: str, where: str = "") -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    # YAML reads an unquoted 12 or 2021-05-18 as a number or date; the text was meant.
+    if isinstance(value, int | float | date) and not isinstance(value, bool):
+        return str(value)
+    raise _Invalid(f"`{where}{key}` must be a string, not {_type_name(value)}")
+
+
+def _url(data: Mapping[str, Any], key: str, where: str = "") -> str | None:
+    value = _optional_str(data, key, where)
+    if value is None or not value.strip():
+        return None
+    if not is_http_url(value):
+        raise _Invalid(f"`{where}{key}` must be an http(s) URL, got {value[:80]!r}")
+    return value.strip()
+
+
+def _lenient_url(data: Mapping[str, Any], key: str) -> str | None:
+    # Secondary links (AMP, CDN) are a convenience: a bad one is dropped, not an error.
+    value = data.get(key)
+    return value.strip() if isinstance(value, str) and is_http_url(value) else None
+
+
+def _quality(data: Mapping[str, Any], key: str, where: str = "") -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(
+            f"`{where}{key}` must be a number of 0 or more (or absent for an unscored "
+            f"article), not {_type_name(value)}"
+        )
+    if value < 0 or value != value:  # negative or NaN
+        raise _Invalid(f"`{where}{key}` must be 0 or more, got {value}")
+    return float(value)
+
+
+def _datetime(data: Mapping[str, Any], key: str, where: str = "") -> datetime | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _Invalid(
+                f"`{where}{key}` must be an ISO 8601 date-time such as 2021-05-18T19:56:00Z, "
+                f"got {value[:40]!r}"
+            ) from None
+    else:
+        raise _Invalid(f"`{where}{key}` must be a date-time, not {_type_name(value)}")
+    # Naive times in the store are UTC (the files write `Z`; YAML drops it on some paths).
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _images(value: object) -> tuple[Image, ...]:
+    # Images are decoration: malformed entries are skipped rather than failing the article.
+    if not isinstance(value, list):
+        return ()
+    images = []
+    for item in value:
+        if isinstance(item, Mapping):
+            url = item.get("url")
+            if isinstance(url, str) and is_http_url(url):
+                title = item.get("title")
+                images.append(
+                    Image(
+                        url=url.strip(),
+                        width=_int_or_none(item.get("width")),
+                        height=_int_or_none(item.get("height")),
+                        title=title if isinstance(title, str) else None,
+                    )
+                )
+    return tuple(images)
+
+
+def _provider(value: object, fallback_url: str, where: str = "") -> Provider:
+    if value is None:
+        domain = domain_of(fallback_url)
+        return Provider(name=domain, domain=domain)
+    if not isinstance(value, Mapping):
+        raise _Invalid(f"`{where}provider` must be a mapping with name and domain")
+    domain = _optional_str(value, "domain", f"{where}provider.") or domain_of(fallback_url)
+    name = (_optional_str(value, "name", f"{where}provider.") or "").strip() or domain
+    return Provider(name=name, domain=domain.strip(), images=_images(value.get("images")))
+
+
+def _topics(data: Mapping[str, Any]) -> tuple[str, ...]:
+    value = data.get("topics")
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise _Invalid(
+            "`topics` must be a list of strings, for example:\n  topics:\n    - AI\n"
+            "    - Machine Learning"
+        )
+    seen: dict[str, str] = {}
+    for topic in value:
+        cleaned = " ".join(topic.split())
+        if cleaned and cleaned.casefold() not in seen:
+            seen[cleaned.casefold()] = cleaned
+    return tuple(seen.values())
+
+
+def _related_item(item: object) -> RelatedCoverage | None:
+    # One broken related item must not cost the reader the story; it is dropped.
+    if not isinstance(item, Mapping):
+        return None
+    try:
+        web_url = _url(item, "webUrl") or _lenient_url(item, "ampWebUrl")
+        if web_url is None:
+            return None
+        title = _optional_str(item, "title") or ""
+        return RelatedCoverage(
+            title=" ".join(title.split()),
+            web_url=web_url,
+            excerpt=_optional_str(item, "excerpt") or "",
+            amp_web_url=_lenient_url(item, "ampWebUrl"),
+            cdn_amp_web_url=_lenient_url(item, "cdnAmpWebUrl"),
+            published_at=_datetime(item, "publishedDateTime"),
+            provider=_provider(item.get("provider"), web_url),
+            quality=_quality(item, "quality"),
+            type=_optional_str(item, "type"),
+            images=_images(item.get("images")),
+        )
+    except _Invalid:
+        return None
+
+
+def article_from_mapping(data: object) -> Article:
+    """Validate loaded front matter; raises `_Invalid` with a reason a person can act on."""
+    if not isinstance(data, Mapping):
+        raise _Invalid(
+            f"the front matter must be a mapping of fields (title: ..., webUrl: ...), "
+            f"not {_type_name(data)}"
+        )
+    raw_title = data.get("title")
+    if raw_title is None:
+        raise _Invalid("no `title`: every article needs a title")
+    if not isinstance(raw_title, str):
+        raise _Invalid(f"`title` must be a string, not {_type_name(raw_title)}; quote it")
+    title = " ".join(raw_title.split())
+    if not title:
+        raise _Invalid("`title` is empty: every article needs a title")
+    web_url = _url(data, "webUrl")
+    original_url = _url(data, "originalUrl")
+    canonical = web_url or original_url
+    if canonical is None:
+        raise _Invalid("no `webUrl` (or `originalUrl`): every article needs the link to its page")
+    related = data.get("related")
+    if related is not None and not isinstance(related, list):
+        raise _Invalid("`related` must be a list of articles")
+    excerpt = _optional_str(data, "excerpt") or ""
+    published = data.get("published")
+    return Article(
+        key=normalize_url(canonical),
+        title=title,
+        web_url=canonical,
+        excerpt=excerpt.strip(),
+        published_at=_datetime(data, "publishedDateTime"),
+        original_url=original_url,
+        amp_web_url=_lenient_url(data, "ampWebUrl"),
+        cdn_amp_web_url=_lenient_url(data, "cdnAmpWebUrl"),
+        type=_optional_str(data, "type"),
+        category=_optional_str(data, "category"),
+        quality=_quality(data, "quality"),
+        heat=_int_or_none(data.get("heat")),
+        published=published if isinstance(published, bool) else None,
+        provider=_provider(data.get("provider"), canonical),
+        topics=_topics(data),
+        images=_images(data.get("images")),
+        related=tuple(r for r in map(_related_item, related or ()) if r is not None),
+    )
+
+
+def parse_article(data: bytes, path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Article:
+    """Bytes of a store file in, a validated `Article` out, or an `ArticleError` naming `path`."""
+    if len(data) > max_bytes:
+        raise ArticleError(
+            path,
+            f"the file is {len(data):,} bytes, over the {max_bytes:,}-byte limit "
+            "(store.max_file_bytes); article files are a few kilobytes",
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ArticleError(
+            path, f"not valid UTF-8 (byte {exc.start}): save the file with UTF-8 encoding"
+        ) from None
+    try:
+        return article_from_mapping(_load_yaml(_front_matter(text)))
+    except _Invalid as exc:
+        raise ArticleError(path, str(exc)) from None
+
+
+# --- serialization for the state database ---------------------------------------------------
+
+
+def _image_dict(image: Image) -> dict[str, Any]:
+    return {"url": image.url, "width": image.width, "height": image.height, "title": image.title}
+
+
+def _provider_dict(provider: Provider) -> dict[str, Any]:
+    return {
+        "name": provider.name,
+        "domain": provider.domain,
+        "images": [_image_dict(i) for i in provider.images],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def article_to_dict(article: Article) -> dict[str, Any]:
+    """A JSON-ready dict; `article_from_dict` inverts it exactly."""
+    return {
+        "key": article.key,
+        "title": article.title,
+        "web_url": article.web_url,
+        "excerpt": article.excerpt,
+        "published_at": _iso(article.published_at),
+        "original_url": article.original_url,
+        "amp_web_url": article.amp_web_url,
+        "cdn_amp_web_url": article.cdn_amp_web_url,
+        "type": article.type,
+        "category": article.category,
+        "quality": article.quality,
+        "heat": article.heat,
+        "published": article.published,
+        "provider": _provider_dict(article.provider),
+        "topics": list(article.topics),
+        "images": [_image_dict(i) for i in article.images],
+        "related": [
+            {
+                "title": r.title,
+                "web_url": r.web_url,
+                "excerpt": r.excerpt,
+                "amp_web_url": r.amp_web_url,
+                "cdn_amp_web_url": r.cdn_amp_web_url,
+                "published_at": _iso(r.published_at),
+                "provider": _provider_dict(r.provider) if r.provider else None,
+                "quality": r.quality,
+                "type": r.type,
+                "images": [_image_dict(i) for i in r.images],
+            }
+            for r in article.related
+        ],
+    }
+
+
+def _image_from(d: Mapping[str, Any]) -> Image:
+    return Image(url=d["url"], width=d.get("width"), height=d.get("height"), title=d.get("title"))
+
+
+def _provider_from(d: Mapping[str, Any]) -> Provider:
+    return Provider(
+        name=d["name"], domain=d["domain"], images=tuple(_image_from(i) for i in d["images"])
+    )
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def article_from_dict(d: Mapping[str, Any]) -> Article:
+    related: Sequence[Mapping[str, Any]] = d["related"]
+    return Article(
+        key=d["key"],
+        title=d["title"],
+        web_url=d["web_url"],
+        excerpt=d["excerpt"],
+        published_at=_dt(d["published_at"]),
+        original_url=d["original_url"],
+        amp_web_url=d["amp_web_url"],
+        cdn_amp_web_url=d["cdn_amp_web_url"],
+        type=d["type"],
+        category=d["category"],
+        quality=d["quality"],
+        heat=d["heat"],
+        published=d["published"],
+        provider=_provider_from(d["provider"]),
+        topics=tuple(d["topics"]),
+        images=tuple(_image_from(i) for i in d["images"]),
+        related=tuple(
+            RelatedCoverage(
+                title=r["title"],
+                web_url=r["web_url"],
+                excerpt=r["excerpt"],
+                amp_web_url=r["amp_web_url"],
+                cdn_amp_web_url=r["cdn_amp_web_url"],
+                published_at=_dt(r["published_at"]),
+                provider=_provider_from(r["provider"]) if r["provider"] else None,
+                quality=r["quality"],
+                type=r["type"],
+                images=tuple(_image_from(i) for i in r["images"]),
+            )
+            for r in related
+        ),
+    )
