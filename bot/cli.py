@@ -1,0 +1,216 @@
+"""The `newsbot` command: argument parsing and wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from bot.config import PLATFORMS, Config, ConfigError, SubscriptionSpec, find_config
+from bot.logs import configure_logging
+
+log = logging.getLogger("bot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsbot",
+        description="Posts quality news from an article store to Discord, Slack and the terminal.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--config",
+            metavar="FILE",
+            help="TOML config file (default: $NEWSBOT_CONFIG, else the embedded defaults)",
+        )
+        return p
+
+    run = with_config(sub.add_parser("run", help="watch the store and deliver"))
+    run.add_argument("--once", action="store_true", help="process the store, deliver, exit")
+    run.add_argument("--log-format", choices=("text", "json"), help="override logging.format")
+    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+    scan = with_config(sub.add_parser("scan", help="parse the whole store and report"))
+    scan.add_argument("path", nargs="?", help="store folder (default: the config's store.path)")
+    scan.add_argument("--json", action="store_true", help="print one JSON object")
+
+    with_config(sub.add_parser("check-config", help="validate the configuration"))
+
+    subs = sub.add_parser("subscriptions", help="list, add or remove subscriptions")
+    subs_sub = subs.add_subparsers(dest="action", required=True)
+    with_config(subs_sub.add_parser("list", help="list subscriptions"))
+    add = with_config(subs_sub.add_parser("add", help="add (or update) a subscription"))
+    add.add_argument("--platform", required=True, choices=PLATFORMS)
+    add.add_argument("--channel", required=True, help="the platform's channel id")
+    add.add_argument("--topic", action="append", default=[], help="repeatable; none: all")
+    add.add_argument("--min-quality", type=float)
+    add.add_argument("--include-unscored", action="store_true", default=None)
+    add.add_argument("--backfill", type=int, default=0, help="post the N most recent now")
+    add.add_argument("--provider", action="append", default=[], help="only these outlets")
+    add.add_argument("--exclude-provider", action="append", default=[])
+    add.add_argument("--keyword", action="append", default=[], help="title/excerpt must match")
+    add.add_argument("--max-age-days", type=float)
+    remove = with_config(subs_sub.add_parser("remove", help="remove subscriptions"))
+    remove.add_argument("--id", type=int, help="the id shown by `subscriptions list`")
+    remove.add_argument("--platform", choices=PLATFORMS)
+    remove.add_argument("--channel")
+    remove.add_argument("--topic", help="remove only this topic (default: all of the channel's)")
+
+    preview = with_config(sub.add_parser("preview", help="show what would be sent for a file"))
+    preview.add_argument("file")
+    preview.add_argument("--platform", choices=PLATFORMS, default="console")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = find_config(args.config, os.environ, Path.cwd())
+    except ConfigError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    command = args.command
+    try:
+        if command == "run":
+            configure_logging(
+                args.log_level or config.log_level, args.log_format or config.log_format
+            )
+            return _run(config, once=args.once)
+        configure_logging("WARNING", "text")
+        if command == "scan":
+            return _scan(config, args.path, as_json=args.json, out=sys.stdout)
+        if command == "check-config":
+            return _check_config(config, sys.stdout)
+        if command == "subscriptions":
+            return asyncio.run(_subscriptions(config, args, sys.stdout))
+        if command == "preview":
+            return _preview(config, Path(args.file), args.platform, sys.stdout)
+    except ConfigError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(f"unhandled command {command}")
+
+
+def _run(config: Config, once: bool) -> int:
+    from bot.app import run_bot
+
+    if not config.store.path.is_dir():
+        print(
+            f"newsbot: the article store {config.store.path} is not a folder; set store.path "
+            "in the config (or run from the folder that holds seeds/)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return asyncio.run(run_bot(config, once=once, out=sys.stdout))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _scan(config: Config, path: str | None, as_json: bool, out: TextIO) -> int:
+    from bot.scan_report import format_report, scan_store
+
+    root = Path(path) if path else config.store.path
+    report = scan_store(
+        root, config.store.max_file_bytes, config.store.parallel_threshold, time.time()
+    )
+    if as_json:
+        out.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
+    else:
+        out.write(format_report(report))
+    return 0 if report.root_exists else 1
+
+
+def _check_config(config: Config, out: TextIO) -> int:
+    where = config.source or "embedded defaults"
+    out.write(f"{where}: ok\n")
+    out.write(f"  store: {config.store.path}\n  database: {config.database.path}\n")
+    out.write(
+        f"  min_quality: {config.min_quality:g}, include_unscored: "
+        f"{str(config.include_unscored).lower()}\n"
+    )
+    if not config.store.path.is_dir():
+        out.write(f"  warning: the store folder {config.store.path} does not exist yet\n")
+    for spec in config.subscriptions:
+        topics = ", ".join(spec.topics) or "all topics"
+        out.write(f"  subscription: {spec.platform}:{spec.channel} — {topics}\n")
+    return 0
+
+
+async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    from bot.clock import SystemClock
+    from bot.state import State
+    from bot.worker import routing_defaults, subscription_from_spec
+    from bot.routing import Verdict, judge
+    from bot.subscriptions import SubscriptionSource
+
+    clock = SystemClock()
+    state = await State.open(config.database.path, clock)
+    try:
+        if args.action == "list":
+            subs = await state.subscriptions()
+            if not subs:
+                out.write("no subscriptions\n")
+            for s in subs:
+                parked = f"  [parked: {s.parked_reason}]" if s.parked_reason else ""
+                out.write(f"{s.id:4}  {s.describe()}  ({s.source}){parked}\n")
+            return 0
+        if args.action == "add":
+            spec = SubscriptionSpec(
+                platform=args.platform,
+                channel=args.channel,
+                topics=tuple(args.topic),
+                min_quality=args.min_quality,
+                include_unscored=args.include_unscored,
+                backfill=args.backfill,
+                providers_include=tuple(args.provider),
+                providers_exclude=tuple(args.exclude_provider),
+                keywords=tuple(args.keyword),
+                max_age_days=args.max_age_days,
+            )
+            defaults = routing_defaults(config)
+            stored, created = await state.add_subscription(
+                subscription_from_spec(spec, SubscriptionSource.CLI),
+                lambda sub, article: judge(article, sub, defaults, clock.now())
+                is Verdict.DELIVER,
+            )
+            verb = "added" if created else "updated"
+            out.write(f"{verb} subscription {stored.id}: {stored.describe()}\n")
+            return 0
+        if args.id is not None:
+            removed = await state.remove_subscription_by_id(args.id)
+            out.write(f"removed subscription {args.id}\n" if removed else "no such id\n")
+            return 0 if removed else 1
+        if not (args.platform and args.channel):
+            out.write("give --id, or --platform and --channel (and optionally --topic)\n")
+            return 2
+        count = await state.remove_subscriptions(args.platform, args.channel, args.topic)
+        out.write(f"changed {count} subscription(s)\n")
+        return 0 if count else 1
+    finally:
+        await state.aclose()
+
+
+def _preview(config: Config, path: Path, platform: str, out: TextIO) -> int:
+    from bot.articles import ArticleError, parse_article
+    from bot.render import render_preview
+
+    try:
+        article = parse_article(path.read_bytes(), str(path), config.store.max_file_bytes)
+    except OSError as exc:
+        print(f"newsbot: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except ArticleError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 1
+    out.write(render_preview(article, platform, config.render) + "\n")
+    return 0
+

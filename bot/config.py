@@ -1,0 +1,293 @@
+"""TOML file + environment -> a typed `Config`, loaded once at the edge.
+
+Every error names the key (and the file) and says what is expected, so a person can fix it
+without reading code. Secrets never come from the file: only from the environment or a file
+named by `<VAR>_FILE` (see `read_secret`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from bot.render.style import RenderStyle
+
+DEFAULT_MIN_QUALITY = 40.0
+DEFAULT_CONFIG_ENV = "NEWSBOT_CONFIG"
+PLATFORMS = ("console", "discord", "slack")
+
+
+class ConfigError(Exception):
+    """A config problem; the message names the key, the file and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: Path
+    rescan_interval_s: float = 30.0
+    max_file_bytes: int = 1024 * 1024
+    watch: bool = True  # file-system events; the periodic rescan runs regardless
+    # A cold scan of at least this many changed files is parsed by a process pool.
+    parallel_threshold: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSpec:
+    """A subscription as written in the config (or given on the command line)."""
+
+    platform: str
+    channel: str
+    topics: tuple[str, ...] = ()
+    min_quality: float | None = None  # None: the global floor
+    include_unscored: bool | None = None  # None: the global setting
+    backfill: int = 0
+    providers_include: tuple[str, ...] = ()
+    providers_exclude: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    max_age_days: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    store: StoreConfig
+    database: DatabaseConfig
+    min_quality: float = DEFAULT_MIN_QUALITY
+    include_unscored: bool = False
+    max_age_days: float | None = None
+    subscriptions: tuple[SubscriptionSpec, ...] = ()
+    render: RenderStyle = field(default_factory=RenderStyle)
+    log_level: str = "INFO"
+    log_format: str = "text"
+    source: Path | None = None  # the file this came from; None for the embedded default
+
+
+def embedded_default(cwd: Path) -> Config:
+    """What `newsbot run` uses with no config file: the seeds, a local database, the terminal,
+    and one subscription to everything that backfills the seeds so a newcomer sees output."""
+    return Config(
+        store=StoreConfig(path=cwd / "seeds"),
+        database=DatabaseConfig(path=cwd / "newsbot.db"),
+        subscriptions=(SubscriptionSpec(platform="console", channel="terminal", backfill=50),),
+    )
+
+
+# --- schema-driven validation ---------------------------------------------------------------
+
+Check = Callable[[str, Any], Any]
+
+
+class _Reader:
+    """Reads one TOML table against a set of known keys, collecting precise errors."""
+
+    def __init__(self, table: Mapping[str, Any], where: str, source: str) -> None:
+        self.table = table
+        self.where = where
+        self.source = source
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}{key}"
+
+    def fail(self, key: str, expected: str, value: Any) -> ConfigError:
+        return ConfigError(
+            f"{self.source}: `{self._name(key)}` must be {expected}, got {value!r} "
+            f"({type(value).__name__})"
+        )
+
+    def check_unknown(self, known: set[str]) -> None:
+        for key in self.table:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = f"; did you mean `{self.where}{close[0]}`?" if close else ""
+                raise ConfigError(f"{self.source}: unknown key `{self._name(key)}`{hint}")
+
+    def number(self, key: str, default: float | None, *, minimum: float = 0.0) -> float | None:
+        value = self.table.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise self.fail(key, f"a number of at least {minimum:g}", value)
+        return float(value)
+
+    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(key, f"a whole number of at least {minimum}", value)
+        return value
+
+    def boolean(self, key: str, default: bool | None) -> bool | None:
+        value = self.table.get(key, default)
+        if value is not None and not isinstance(value, bool):
+            raise self.fail(key, "true or false", value)
+        return value
+
+    def string(self, key: str, default: str | None, choices: tuple[str, ...] = ()) -> str | None:
+        value = self.table.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, str) or (choices and value not in choices):
+            expected = "one of " + ", ".join(f'"{c}"' for c in choices) if choices else "a string"
+            raise self.fail(key, expected, value)
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, 'a list of strings, like ["AI", "Robotics"]', value)
+        return tuple(v.strip() for v in value if v.strip())
+
+    def table_of(self, key: str) -> Mapping[str, Any]:
+        value = self.table.get(key, {})
+        if not isinstance(value, Mapping):
+            raise self.fail(key, "a table", value)
+        return value
+
+
+def _resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _subscription(table: Any, index: int, source: str) -> SubscriptionSpec:
+    where = f"subscriptions[{index}]."
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: `subscriptions[{index}]` must be a table")
+    r = _Reader(table, where, source)
+    r.check_unknown(
+        {
+            "platform", "channel", "topics", "min_quality", "include_unscored", "backfill",
+            "providers_include", "providers_exclude", "keywords", "max_age_days",
+        }
+    )
+    platform = r.string("platform", None, PLATFORMS)
+    channel = r.string("channel", None)
+    if platform is None or not channel:
+        raise ConfigError(
+            f"{source}: `subscriptions[{index}]` needs `platform` (one of "
+            f"{', '.join(PLATFORMS)}) and `channel` (the platform's channel id)"
+        )
+    return SubscriptionSpec(
+        platform=platform,
+        channel=channel,
+        topics=r.strings("topics"),
+        min_quality=r.number("min_quality", None),
+        include_unscored=r.boolean("include_unscored", None),
+        backfill=r.integer("backfill", 0),
+        providers_include=r.strings("providers_include"),
+        providers_exclude=r.strings("providers_exclude"),
+        keywords=r.strings("keywords"),
+        max_age_days=r.number("max_age_days", None, minimum=0.001),
+    )
+
+
+def _render_style(table: Mapping[str, Any], source: str) -> RenderStyle:
+    r = _Reader(table, "render.", source)
+    r.check_unknown({"max_related", "show_images", "show_quality", "show_topics", "unfurl_links"})
+    defaults = RenderStyle()
+    return RenderStyle(
+        max_related=r.integer("max_related", defaults.max_related),
+        show_images=bool(r.boolean("show_images", defaults.show_images)),
+        show_quality=bool(r.boolean("show_quality", defaults.show_quality)),
+        show_topics=bool(r.boolean("show_topics", defaults.show_topics)),
+        unfurl_links=bool(r.boolean("unfurl_links", defaults.unfurl_links)),
+    )
+
+
+def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
+    """Validate a parsed TOML document. Relative paths are resolved against `base`."""
+    top = _Reader(data, "", source)
+    top.check_unknown(
+        {
+            "min_quality", "include_unscored", "max_age_days", "store", "database",
+            "subscriptions", "render", "logging", "discord", "slack",
+        }
+    )
+    store_r = _Reader(top.table_of("store"), "store.", source)
+    store_r.check_unknown(
+        {"path", "rescan_interval_s", "max_file_bytes", "watch", "parallel_threshold"}
+    )
+    db_r = _Reader(top.table_of("database"), "database.", source)
+    db_r.check_unknown({"path"})
+    log_r = _Reader(top.table_of("logging"), "logging.", source)
+    log_r.check_unknown({"level", "format"})
+
+    subscriptions_raw = data.get("subscriptions", [])
+    if not isinstance(subscriptions_raw, list):
+        raise ConfigError(f"{source}: `subscriptions` must be written as [[subscriptions]] tables")
+
+    store_path = store_r.string("path", "seeds") or "seeds"
+    db_path = db_r.string("path", "newsbot.db") or "newsbot.db"
+    return Config(
+        store=StoreConfig(
+            path=_resolve(base, store_path),
+            rescan_interval_s=store_r.number("rescan_interval_s", 30.0, minimum=0.1) or 30.0,
+            max_file_bytes=store_r.integer("max_file_bytes", 1024 * 1024, minimum=1024),
+            watch=bool(store_r.boolean("watch", True)),
+            parallel_threshold=store_r.integer("parallel_threshold", 1000, minimum=1),
+        ),
+        database=DatabaseConfig(path=_resolve(base, db_path)),
+        min_quality=top.number("min_quality", DEFAULT_MIN_QUALITY) or 0.0,
+        include_unscored=bool(top.boolean("include_unscored", False)),
+        max_age_days=top.number("max_age_days", None, minimum=0.001),
+        subscriptions=tuple(
+            _subscription(t, i, source) for i, t in enumerate(subscriptions_raw)
+        ),
+        render=_render_style(top.table_of("render"), source),
+        log_level=(
+            log_r.string("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")) or "INFO"
+        ),
+        log_format=log_r.string("format", "text", ("text", "json")) or "text",
+        source=None,
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the TOML file at `path`."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {path} not found; copy config.example.toml and edit it, or run "
+            "without --config to use the embedded defaults"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+    config = parse_config(data, str(path), path.resolve().parent)
+    return replace(config, source=path)
+
+
+def find_config(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Config:
+    """`--config FILE`, else `$NEWSBOT_CONFIG`, else the embedded default."""
+    chosen = explicit or environ.get(DEFAULT_CONFIG_ENV)
+    if chosen:
+        return load_config(Path(chosen))
+    return embedded_default(cwd)
+
+
+def read_secret(name: str, environ: Mapping[str, str]) -> str | None:
+    """A secret from `$NAME`, or from the file named by `$NAME_FILE` (container secrets)."""
+    value = environ.get(name)
+    if value:
+        return value.strip()
+    file_name = environ.get(f"{name}_FILE")
+    if not file_name:
+        return None
+    try:
+        return Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        # Name the variable and the file, never the content.
+        raise ConfigError(f"cannot read {name}_FILE ({file_name}): {exc.strerror}") from None

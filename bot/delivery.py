@@ -1,0 +1,176 @@
+"""Takes due outbox rows, sends them through the platform's notifier, and records the outcome:
+sent, retried later (transient errors, with the platform's wait or capped backoff), failed
+(payload refused) or parked (the channel refused us for good). See docs/reliability.md."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from bot.clock import Clock
+from bot.platforms.base import FailureScope, Notifier, PermanentError, TransientError
+from bot.state import Delivery, State
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_s: float = 2.0
+    cap_s: float = 900.0
+    max_attempts: int = 12  # about two hours of backoff before giving up on a transient error
+
+    def backoff_s(self, attempts: int, jitter: float) -> float:
+        """Capped exponential backoff; `jitter` in [0, 1) spreads retries of many rows."""
+        return min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1)) * (0.5 + jitter / 2)
+
+
+@dataclass(slots=True)
+class RoundReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    parked: int = 0
+
+
+class PlatformStopped(Exception):
+    """A platform refused our credentials; the message says which and what to do."""
+
+
+class Deliverer:
+    def __init__(
+        self,
+        state: State,
+        notifiers: Mapping[str, Notifier],
+        clock: Clock,
+        policy: RetryPolicy | None = None,
+        jitter: Callable[[], float] = random.random,
+        concurrency: int = 8,
+    ) -> None:
+        self._state = state
+        self._notifiers = dict(notifiers)
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        self._jitter = jitter
+        self._limit = asyncio.Semaphore(concurrency)
+        self.stopped_platforms: dict[str, str] = {}
+
+    @property
+    def active_platforms(self) -> list[str]:
+        return [p for p in self._notifiers if p not in self.stopped_platforms]
+
+    async def next_due_at(self) -> float | None:
+        return await self._state.next_due_at(self.active_platforms)
+
+    async def recover_interrupted(self) -> int:
+        """Rows left in `sending` by a crash: ask the platform whether the message went out
+        (it may have) before sending again. Returns how many were found already posted."""
+        found = 0
+        for delivery in await self._state.interrupted_deliveries():
+            notifier = self._notifiers.get(delivery.platform)
+            if notifier is None:
+                continue
+            try:
+                ref = await notifier.find_sent(delivery.key, delivery.channel)
+            except (TransientError, PermanentError) as exc:
+                log.warning("could not check whether %s was posted: %s", delivery.key, exc)
+                ref = None
+            if ref is not None:
+                await self._state.mark_sent(delivery.id, ref.message_id)
+                found += 1
+            else:
+                await self._state.mark_retry(delivery.id, self._clock.time(), "interrupted")
+        return found
+
+    async def deliver_due(self) -> RoundReport:
+        """Send every row that is due now, channel by channel (in order within a channel)."""
+        report = RoundReport()
+        due = await self._state.due_deliveries(
+            self._clock.time(), self.active_platforms, limit=500
+        )
+        by_channel: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
+        for delivery in due:
+            by_channel[(delivery.platform, delivery.channel)].append(delivery)
+        await asyncio.gather(*(self._send_all(rows, report) for rows in by_channel.values()))
+        return report
+
+    async def _send_all(self, rows: Sequence[Delivery], report: RoundReport) -> None:
+        async with self._limit:
+            for delivery in rows:
+                if not await self._send_one(delivery, report):
+                    return  # the channel is parked or the platform stopped: skip the rest
+
+    async def _send_one(self, delivery: Delivery, report: RoundReport) -> bool:
+        notifier = self._notifiers[delivery.platform]
+        article = await self._state.get_article(delivery.article_key)
+        if article is None:
+            await self._state.mark_failed(delivery.id, "the article is no longer in the state")
+            report.failed += 1
+            return True
+        attempt = delivery.attempts + 1
+        await self._state.mark_sending(delivery.id)
+        started = self._clock.monotonic()
+        try:
+            ref = await notifier.send(delivery.key, delivery.channel, article)
+        except TransientError as exc:
+            return await self._retry(delivery, attempt, exc, report)
+        except PermanentError as exc:
+            return await self._give_up(delivery, attempt, exc, report)
+        latency_ms = (self._clock.monotonic() - started) * 1000
+        await self._state.mark_sent(delivery.id, ref.message_id)
+        report.sent += 1
+        log.info(
+            "delivery sent platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f",
+            delivery.platform, delivery.channel, delivery.article_key, attempt, latency_ms,
+        )
+        return True
+
+    async def _retry(
+        self, delivery: Delivery, attempt: int, exc: TransientError, report: RoundReport
+    ) -> bool:
+        if attempt >= self._policy.max_attempts:
+            await self._state.mark_failed(delivery.id, f"gave up after {attempt} attempts: {exc}")
+            report.failed += 1
+            log.error(
+                "delivery failed platform=%s channel=%s article=%s attempt=%d reason=%s",
+                delivery.platform, delivery.channel, delivery.article_key, attempt, exc.reason,
+            )
+            return True
+        wait_s = (
+            exc.retry_after_s
+            if exc.retry_after_s is not None
+            else self._policy.backoff_s(attempt, self._jitter())
+        )
+        await self._state.mark_retry(delivery.id, self._clock.time() + wait_s, exc.reason)
+        report.retried += 1
+        log.warning(
+            "delivery retry platform=%s channel=%s article=%s attempt=%d wait_s=%.2f reason=%s",
+            delivery.platform, delivery.channel, delivery.article_key, attempt, wait_s, exc.reason,
+        )
+        # A rate limit applies to the whole channel: wait before its next row too.
+        return exc.retry_after_s is None
+
+    async def _give_up(
+        self, delivery: Delivery, attempt: int, exc: PermanentError, report: RoundReport
+    ) -> bool:
+        line = "platform=%s channel=%s article=%s attempt=%d reason=%s"
+        args = (delivery.platform, delivery.channel, delivery.article_key, attempt, exc.reason)
+        if exc.scope is FailureScope.DELIVERY:
+            await self._state.mark_failed(delivery.id, exc.reason)
+            report.failed += 1
+            log.error("delivery failed " + line, *args)
+            return True
+        if exc.scope is FailureScope.CHANNEL:
+            await self._state.park_channel(delivery.platform, delivery.channel, exc.reason)
+            report.parked += 1
+            log.error("delivery parked " + line, *args)
+            return False
+        # PLATFORM: the credentials were refused; this row stays pending for after the fix.
+        await self._state.mark_retry(delivery.id, self._clock.time(), exc.reason)
+        self.stopped_platforms[delivery.platform] = exc.reason
+        log.critical("platform stopped platform=%s reason=%s", delivery.platform, exc.reason)
+        return False

@@ -1,0 +1,64 @@
+"""The small protocol every platform adapter implements, and the errors it maps its SDK's
+errors to, once, so that delivery never sees a platform's own exception types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from bot.articles import Article
+
+
+@dataclass(frozen=True, slots=True)
+class SentRef:
+    """Where a posted message lives on the platform (its message id or timestamp)."""
+
+    message_id: str
+
+
+class FailureScope(StrEnum):
+    DELIVERY = "delivery"  # this payload was refused (a rendering bug): never retry it
+    CHANNEL = "channel"  # the channel refused us (gone, no access): park its subscriptions
+    PLATFORM = "platform"  # the credentials are wrong: stop the platform
+
+
+class TransientError(Exception):
+    """Try again later: after `retry_after_s` when the platform said, else with backoff."""
+
+    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(Exception):
+    """Retrying cannot help; `scope` says what to stop."""
+
+    def __init__(self, reason: str, scope: FailureScope) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.scope = scope
+
+
+class Notifier(Protocol):
+    """Posts articles to one platform."""
+
+    @property
+    def platform(self) -> str: ...
+
+    async def start(self) -> None:
+        """Log in; raise PermanentError(scope=PLATFORM) when the credentials are refused."""
+        ...
+
+    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+        """Post `article` to `channel`. `delivery_key` is the same for every retry, so the
+        platform (or we) can recognise a repeat."""
+        ...
+
+    async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
+        """After a crash mid-send: the message this delivery already posted, if any can be
+        found. None means "not found" (send again)."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,38 @@
+"""The terminal as a platform: the embedded default, and the quickest way to see the bot work."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from bot.articles import Article
+from bot.platforms.base import SentRef
+from bot.render import RenderStyle, render_console
+
+_RULE = "─" * 72
+
+
+class ConsoleNotifier:
+    def __init__(self, stream: TextIO, style: RenderStyle) -> None:
+        self._stream = stream
+        self._style = style
+        self._count = 0
+
+    @property
+    def platform(self) -> str:
+        return "console"
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+        self._count += 1
+        self._stream.write(f"{_RULE}\n[{channel}]\n{render_console(article, self._style)}\n")
+        self._stream.flush()
+        return SentRef(message_id=f"console-{self._count}")
+
+    async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
+        # The terminal keeps no history to look in: an interrupted print is printed again.
+        return None
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,229 @@
+"""The article store folder: which files exist, which changed, and their parsed contents.
+
+Cheap by design: an unchanged file is recognised by its path, size and mtime and never read
+again; a large cold scan is parsed by a process pool; file-system events (watchfiles) bring a new
+file in within a second, and a periodic rescan catches what events miss (network volumes).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.articles import Article, ArticleError, parse_article
+
+log = logging.getLogger(__name__)
+
+ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".yaml", ".yml"})
+# A file that fails to parse while its mtime is this recent may still be being written: it is
+# looked at again later instead of being reported as bad.
+SETTLE_S = 2.0
+_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileOutcome:
+    """A file looked at: its article, or the reason it is bad (exactly one is set)."""
+
+    path: str  # relative to the store root, with '/' separators
+    stamp: FileStamp
+    article: Article | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """A file caught mid-write: look again once it has been still for a moment."""
+
+    path: str
+
+
+ParseResult = FileOutcome | Unsettled
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    files: dict[str, FileStamp]
+    # Entries refused before parsing (a symlink out of the store), with their reasons.
+    refused: dict[str, str]
+    root_exists: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    changed: list[str]  # new or modified: to parse
+    removed: list[str]
+
+
+def _is_candidate(name: str) -> bool:
+    # Hidden names are editors' and importers' temporary files (written, then renamed in).
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in ARTICLE_SUFFIXES
+
+
+def list_store(root: Path) -> Listing:
+    """Walk the store with scandir + stat: no file is opened."""
+    files: dict[str, FileStamp] = {}
+    refused: dict[str, str] = {}
+    try:
+        real_root = os.path.realpath(root)
+        if not os.path.isdir(real_root):
+            return Listing(files, refused, root_exists=False)
+    except OSError:
+        return Listing(files, refused, root_exists=False)
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            refused[prefix.rstrip("/") or "."] = f"cannot read this folder: {exc.strerror}"
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    if not entry.name.startswith("."):
+                        stack.append((entry.path, rel + "/"))
+                    continue
+                if not _is_candidate(entry.name):
+                    continue
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if os.path.commonpath([real_root, target]) != real_root:
+                        refused[rel] = (
+                            f"a symlink to {target}, outside the store: copy the file into "
+                            "the store instead of linking to it"
+                        )
+                        continue
+                    st = os.stat(entry.path)
+                else:
+                    st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # gone between the listing and the stat: the next scan sees it
+            except OSError as exc:
+                refused[rel] = f"cannot stat: {exc.strerror}"
+                continue
+            if entry.is_file() or entry.is_symlink():
+                files[rel] = FileStamp(st.st_size, st.st_mtime_ns)
+    return Listing(files, refused, root_exists=True)
+
+
+def diff(previous: Mapping[str, FileStamp], current: Mapping[str, FileStamp]) -> Changes:
+    changed = [p for p, stamp in current.items() if previous.get(p) != stamp]
+    removed = [p for p in previous if p not in current]
+    return Changes(sorted(changed), removed)
+
+
+def read_file(root: Path, rel: str, max_bytes: int, now_s: float) -> ParseResult:
+    """Read and parse one file, refusing to take a half-written one for a finished one."""
+    full = os.path.join(root, rel)
+    try:
+        before = os.stat(full)
+        stamp = FileStamp(before.st_size, before.st_mtime_ns)
+        if before.st_size > max_bytes:
+            # Never read a huge file into memory just to reject it.
+            return FileOutcome(
+                rel,
+                stamp,
+                error=(
+                    f"the file is {before.st_size:,} bytes, over the {max_bytes:,}-byte limit "
+                    "(store.max_file_bytes); article files are a few kilobytes"
+                ),
+            )
+        with open(full, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+        after = os.stat(full)
+    except FileNotFoundError:
+        return Unsettled(rel)
+    except OSError as exc:
+        return FileOutcome(rel, FileStamp(0, 0), error=f"cannot read: {exc.strerror}")
+    if (after.st_size, after.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
+        return Unsettled(rel)  # it changed while we read it
+    try:
+        return FileOutcome(rel, stamp, article=parse_article(data, rel, max_bytes))
+    except ArticleError as exc:
+        if now_s - stamp.mtime_ns / 1e9 < SETTLE_S:
+            return Unsettled(rel)
+        return FileOutcome(rel, stamp, error=exc.reason)
+
+
+def _read_batch(root: str, rels: Sequence[str], max_bytes: int, now_s: float) -> list[ParseResult]:
+    return [read_file(Path(root), rel, max_bytes, now_s) for rel in rels]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork is the cheapest start, but forking a process that runs other threads (aiosqlite's)
+    # can copy a held lock into the child; then the fork server is the safe choice.
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["bot.store"])
+    return context
+
+
+def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def parse_files(
+    root: Path,
+    rels: Sequence[str],
+    max_bytes: int,
+    now_s: float,
+    parallel_threshold: int,
+    workers: int | None = None,
+) -> Iterator[list[ParseResult]]:
+    """Parse `rels` in batches, in order of completion. Below `parallel_threshold` files (or on
+    one core) everything stays in this process; above it a process pool uses every core, with
+    only a few batches in flight so memory stays bounded on any store size."""
+    workers = workers or os.cpu_count() or 1
+    if len(rels) < parallel_threshold or workers < 2:
+        for batch in _batches(rels, _BATCH):
+            yield _read_batch(str(root), batch, max_bytes, now_s)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        pending: list[Future[list[ParseResult]]] = []
+        for batch in _batches(rels, _BATCH):
+            pending.append(pool.submit(_read_batch, str(root), batch, max_bytes, now_s))
+            if len(pending) >= workers * 2:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+async def watch(root: Path, stop: object) -> AsyncIterator[set[str]]:
+    """Paths (relative to `root`) that file-system events say changed; ends when `stop` (an
+    asyncio.Event) is set. Yields nothing where events don't work; the rescan covers that."""
+    from watchfiles import awatch  # imported here: `newsbot scan` never needs it
+
+    real_root = os.path.realpath(root)
+    try:
+        async for events in awatch(
+            root, stop_event=stop, debounce=150, step=20, recursive=True, rust_timeout=1000
+        ):
+            rels = set()
+            for _change, path in events:
+                rel = os.path.relpath(os.path.realpath(path), real_root)
+                if not rel.startswith(".."):
+                    rels.add(rel.replace(os.sep, "/"))
+            yield rels
+    except (OSError, RuntimeError) as exc:
+        log.warning(
+            "file-system events are unavailable for %s (%s); relying on the periodic rescan",
+            root,
+            exc,
+        )
+

@@ -1,0 +1,290 @@
+"""Wires the loop together: store -> state (with routing) -> outbox -> delivery, plus the
+watcher and the periodic rescan, and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from bot.articles import Article
+from bot.clock import Clock
+from bot.config import Config, SubscriptionSpec
+from bot.delivery import Deliverer
+from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
+from bot.state import IngestReport, RouteFn, State
+from bot.store import SETTLE_S, FileOutcome, FileStamp, diff, list_store, parse_files
+from bot.subscriptions import Subscription, SubscriptionSource
+
+log = logging.getLogger(__name__)
+
+_BASELINE_KEY = "store_baseline_done"
+# How long a graceful stop waits for sends in flight before leaving them `sending` (safe: they
+# are resolved at the next start).
+STOP_GRACE_S = 8.0
+
+
+@dataclass(slots=True)
+class ScanSummary:
+    files: int = 0
+    parsed: int = 0
+    new_articles: int = 0
+    updated_articles: int = 0
+    duplicates: int = 0
+    bad_files: int = 0
+    removed_files: int = 0
+    deliveries: int = 0
+    held_unscored: int = 0
+    unsettled: int = 0
+    baseline: bool = False
+    store_missing: bool = False
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def add(self, report: IngestReport) -> None:
+        self.new_articles += report.new_articles
+        self.updated_articles += report.updated_articles
+        self.duplicates += report.duplicates
+        self.bad_files += report.bad_files
+        self.removed_files += report.removed_files
+        self.deliveries += report.deliveries
+        self.held_unscored += report.held_unscored
+
+
+def routing_defaults(config: Config) -> RoutingDefaults:
+    return RoutingDefaults(
+        min_quality=config.min_quality,
+        include_unscored=config.include_unscored,
+        max_age_days=config.max_age_days,
+    )
+
+
+def subscription_from_spec(spec: SubscriptionSpec, source: SubscriptionSource) -> Subscription:
+    return Subscription(
+        id=0,
+        platform=spec.platform,
+        channel=spec.channel,
+        topics=spec.topics,
+        min_quality=spec.min_quality,
+        include_unscored=spec.include_unscored,
+        providers_include=spec.providers_include,
+        providers_exclude=spec.providers_exclude,
+        keywords=spec.keywords,
+        max_age_days=spec.max_age_days,
+        backfill=spec.backfill,
+        source=source,
+    )
+
+
+class Worker:
+    def __init__(self, config: Config, state: State, deliverer: Deliverer, clock: Clock) -> None:
+        self._config = config
+        self._state = state
+        self._deliverer = deliverer
+        self._clock = clock
+        self._defaults = routing_defaults(config)
+        self._index: dict[str, FileStamp] = {}
+        self._reported_refusals: dict[str, str] = {}
+        self._store_missing_reported = False
+        self._scan_lock = asyncio.Lock()
+        self.outbox_changed = asyncio.Event()
+        self.last_heartbeat_s = clock.monotonic()
+        self.store_missing = False
+
+    def wants(self, sub: Subscription, article: Article) -> bool:
+        return judge(article, sub, self._defaults, self._clock.now()) is Verdict.DELIVER
+
+    async def prepare(self) -> ScanSummary:
+        """Start-up: load the index, resolve interrupted sends, scan, sync config subscriptions.
+        The very first scan of a store records what is there without posting it."""
+        self._index = await self._state.load_file_index()
+        await self._deliverer.recover_interrupted()
+        summary = await self.scan()
+        wanted = [
+            subscription_from_spec(s, SubscriptionSource.CONFIG) for s in self._config.subscriptions
+        ]
+        created = await self._state.sync_config_subscriptions(wanted, self.wants)
+        for sub in created:
+            log.info("new subscription %s (backfill %d)", sub.describe(), sub.backfill)
+        self.outbox_changed.set()
+        return summary
+
+    async def _router(self) -> tuple[bool, RouteFn]:
+        baseline = await self._state.get_meta(_BASELINE_KEY) is None
+        subs = [s for s in await self._state.subscriptions() if not s.is_parked]
+        now = self._clock.now()
+
+        def decide(article: Article) -> Routing:
+            return route(article, subs, self._defaults, now)
+
+        return baseline, decide
+
+    async def scan(self) -> ScanSummary:
+        """Compare the store with the index; parse and record only what changed."""
+        async with self._scan_lock:
+            return await self._scan()
+
+    async def _scan(self) -> ScanSummary:
+        store = self._config.store
+        listing = await asyncio.to_thread(list_store, store.path)
+        summary = ScanSummary(files=len(listing.files))
+        self.last_heartbeat_s = self._clock.monotonic()
+        if not listing.root_exists:
+            # An unmounted volume: keep every record; nothing is new or deleted until it's back.
+            self.store_missing = summary.store_missing = True
+            if not self._store_missing_reported:
+                log.error(
+                    "the article store %s is missing or not a folder; check the volume mount "
+                    "(state is kept; scanning resumes when it returns)",
+                    store.path,
+                )
+                self._store_missing_reported = True
+            return summary
+        self.store_missing = self._store_missing_reported = False
+        self._report_refusals(listing.refused)
+        summary.refused = dict(listing.refused)
+        changes = diff(self._index, listing.files)
+        baseline, decide = await self._router()
+        route_fn = None if baseline else decide
+        summary.baseline = baseline
+        batches = parse_files(
+            store.path,
+            changes.changed,
+            store.max_file_bytes,
+            self._clock.time(),
+            store.parallel_threshold,
+        )
+        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+            outcomes = [r for r in batch if isinstance(r, FileOutcome)]
+            summary.unsettled += len(batch) - len(outcomes)
+            summary.parsed += len(outcomes)
+            report = await self._state.record_files(outcomes, route=route_fn)
+            summary.add(report)
+            for outcome in outcomes:
+                self._index[outcome.path] = outcome.stamp
+                if outcome.error is not None:
+                    log.warning("bad article file %s: %s", outcome.path, outcome.error)
+            if report.deliveries:
+                self.outbox_changed.set()
+        if changes.removed:
+            summary.add(await self._state.record_files([], removed=changes.removed))
+            for path in changes.removed:
+                self._index.pop(path, None)
+        if baseline:
+            await self._state.set_meta(_BASELINE_KEY, "1")
+        return summary
+
+    def _report_refusals(self, refused: dict[str, str]) -> None:
+        for path, reason in refused.items():
+            if self._reported_refusals.get(path) != reason:
+                log.warning("bad article file %s: %s", path, reason)
+        self._reported_refusals = dict(refused)
+
+    # --- the long-running loop -------------------------------------------------------------
+
+    async def deliver_until_idle(self) -> int:
+        """Deliver every row due now, round after round, until none is left due."""
+        sent = 0
+        while True:
+            report = await self._deliverer.deliver_due()
+            sent += report.sent
+            if report.sent + report.failed + report.parked + report.retried == 0:
+                return sent
+            next_due = await self._deliverer.next_due_at()
+            if next_due is None or next_due > self._clock.time():
+                return sent
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch, rescan and deliver until `stop` is set."""
+        rescan_needed = asyncio.Event()
+        tasks = [
+            asyncio.create_task(self._watch(stop, rescan_needed), name="watch"),
+            asyncio.create_task(self._rescan_timer(stop, rescan_needed), name="rescan-timer"),
+            asyncio.create_task(self._scan_loop(stop, rescan_needed), name="scan"),
+        ]
+        delivery = asyncio.create_task(self._delivery_loop(stop), name="deliver")
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Let a send in flight finish; a row cut off here stays `sending` and is
+            # resolved at the next start, so nothing is lost or doubled.
+            self.outbox_changed.set()
+            try:
+                await asyncio.wait_for(delivery, STOP_GRACE_S)
+            except TimeoutError:
+                log.warning("stopping with sends still in flight; they resume at next start")
+
+    async def _watch(self, stop: asyncio.Event, rescan_needed: asyncio.Event) -> None:
+        if not self._config.store.watch:
+            return
+        from bot.store import watch
+
+        async for _paths in watch(self._config.store.path, stop):
+            rescan_needed.set()
+
+    async def _rescan_timer(self, stop: asyncio.Event, rescan_needed: asyncio.Event) -> None:
+        interval_s = self._config.store.rescan_interval_s
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+            rescan_needed.set()
+
+    async def _scan_loop(self, stop: asyncio.Event, rescan_needed: asyncio.Event) -> None:
+        while not stop.is_set():
+            await rescan_needed.wait()
+            rescan_needed.clear()
+            try:
+                summary = await self.scan()
+            except Exception:
+                log.exception("scanning the store failed; will retry at the next rescan")
+                continue
+            if summary.new_articles or summary.bad_files:
+                log.info(
+                    "scan: %d new articles, %d bad files, %d deliveries queued",
+                    summary.new_articles, summary.bad_files, summary.deliveries,
+                )
+            if summary.unsettled:
+                # Files caught mid-write: look again once they have had time to settle.
+                asyncio.get_running_loop().call_later(SETTLE_S / 2, rescan_needed.set)
+
+    async def _delivery_loop(self, stop: asyncio.Event) -> None:
+        while True:
+            self.outbox_changed.clear()
+            try:
+                await self.deliver_until_idle()
+            except Exception:
+                log.exception("delivery round failed; retrying shortly")
+            if stop.is_set():
+                return
+            next_due = await self._deliverer.next_due_at()
+            timeout_s = None if next_due is None else max(0.0, next_due - self._clock.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.outbox_changed.wait(), timeout_s)
+
+
+def summary_lines(summary: ScanSummary, config: Config) -> list[str]:
+    """The human summary of a run (or a scan), including what was held back and why."""
+    lines = [
+        f"store {config.store.path}: {summary.files} files, {summary.parsed} read, "
+        f"{summary.new_articles} new articles, {summary.bad_files} bad files, "
+        f"{summary.deliveries} deliveries queued"
+    ]
+    if summary.store_missing:
+        lines.append(f"the store folder {config.store.path} does not exist: check store.path")
+    if summary.baseline and summary.new_articles:
+        lines.append(
+            "first scan of this store: existing articles are recorded, not posted "
+            "(set backfill = N on a subscription to post the N most recent)"
+        )
+    if summary.held_unscored:
+        lines.append(
+            f"{summary.held_unscored} new articles have no quality score and were held back; "
+            "set include_unscored = true (globally or on a subscription) to receive them"
+        )
+    if summary.bad_files or summary.refused:
+        lines.append("run `newsbot scan` to list the bad files with their reasons")
+    return lines
+
