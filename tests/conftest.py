@@ -1,0 +1,52 @@
+"""Shared fixtures: where the real articles are, and a clock tests move by hand."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# CI clones main into a folder with a copy of shared/ beside it, as it is on a developer's machine.
+SHARED = REPO.parent / "shared"
+CORPUS = SHARED / "corpus" / "everyday-ai"
+SEEDS = REPO / "seeds"
+
+
+class FakeClock:
+    """Wall and monotonic time that move only when a test says so."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)) -> None:
+        self._wall = start.timestamp()
+        self._mono = 1000.0
+
+    def time(self) -> float:
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._wall, UTC)
+
+    def advance(self, seconds: float) -> None:
+        self._wall += seconds
+        self._mono += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def corpus_dir() -> Path:
+    if not CORPUS.is_dir():
+        pytest.fail(f"the real-article corpus is expected at {CORPUS} (shared/ beside the repo)")
+    return CORPUS
+
+
+@pytest.fixture
+def seeds_dir() -> Path:
+    return SEEDS
