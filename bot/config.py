@@ -57,6 +57,32 @@ class SubscriptionSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscordConfig:
+    api_base_url: str = "https://discord.com/api/v10"
+    commands: bool = True  # register and answer slash commands (needs the gateway)
+    guild_ids: tuple[int, ...] = ()  # sync commands to these servers at once (development)
+
+
+@dataclass(frozen=True, slots=True)
+class SlackConfig:
+    api_base_url: str = "https://slack.com/api/"
+    # How slash commands reach us: "socket" (Socket Mode, no public endpoint), "http" (the
+    # /slack/commands endpoint of the HTTP server) or "off".
+    commands: str = "socket"
+    # Who may change a channel's subscriptions: "anyone" (in the channel), "admins"
+    # (workspace admins and owners) or "users" (the ids in manage_user_ids).
+    manage: str = "anyone"
+    manage_user_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"  # localhost unless an operator decides otherwise
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     store: StoreConfig
     database: DatabaseConfig
@@ -67,6 +93,9 @@ class Config:
     render: RenderStyle = field(default_factory=RenderStyle)
     log_level: str = "INFO"
     log_format: str = "text"
+    discord: DiscordConfig = field(default_factory=DiscordConfig)
+    slack: SlackConfig = field(default_factory=SlackConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: Path | None = None  # the file this came from; None for the embedded default
 
 
@@ -201,13 +230,55 @@ def _render_style(table: Mapping[str, Any], source: str) -> RenderStyle:
     )
 
 
+def _discord(table: Mapping[str, Any], source: str) -> DiscordConfig:
+    r = _Reader(table, "discord.", source)
+    r.check_unknown({"api_base_url", "commands", "guild_ids"})
+    defaults = DiscordConfig()
+    guild_ids = table.get("guild_ids", [])
+    if not isinstance(guild_ids, list) or not all(
+        isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in guild_ids
+    ):
+        raise r.fail("guild_ids", "a list of server ids (numbers)", guild_ids)
+    return DiscordConfig(
+        api_base_url=(r.string("api_base_url", defaults.api_base_url) or "").rstrip("/"),
+        commands=bool(r.boolean("commands", defaults.commands)),
+        guild_ids=tuple(guild_ids),
+    )
+
+
+def _slack(table: Mapping[str, Any], source: str) -> SlackConfig:
+    r = _Reader(table, "slack.", source)
+    r.check_unknown({"api_base_url", "commands", "manage", "manage_user_ids"})
+    defaults = SlackConfig()
+    base = r.string("api_base_url", defaults.api_base_url) or defaults.api_base_url
+    return SlackConfig(
+        api_base_url=base if base.endswith("/") else base + "/",
+        commands=r.string("commands", defaults.commands, ("socket", "http", "off"))
+        or defaults.commands,
+        manage=r.string("manage", defaults.manage, ("anyone", "admins", "users"))
+        or defaults.manage,
+        manage_user_ids=r.strings("manage_user_ids"),
+    )
+
+
+def _http(table: Mapping[str, Any], source: str) -> HttpConfig:
+    r = _Reader(table, "http.", source)
+    r.check_unknown({"enabled", "host", "port"})
+    defaults = HttpConfig()
+    return HttpConfig(
+        enabled=bool(r.boolean("enabled", defaults.enabled)),
+        host=r.string("host", defaults.host) or defaults.host,
+        port=r.integer("port", defaults.port, minimum=0),
+    )
+
+
 def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
     """Validate a parsed TOML document. Relative paths are resolved against `base`."""
     top = _Reader(data, "", source)
     top.check_unknown(
         {
             "min_quality", "include_unscored", "max_age_days", "store", "database",
-            "subscriptions", "render", "logging", "discord", "slack",
+            "subscriptions", "render", "logging", "discord", "slack", "http",
         }
     )
     store_r = _Reader(top.table_of("store"), "store.", source)
@@ -245,6 +316,9 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
             log_r.string("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")) or "INFO"
         ),
         log_format=log_r.string("format", "text", ("text", "json")) or "text",
+        discord=_discord(top.table_of("discord"), source),
+        slack=_slack(top.table_of("slack"), source),
+        http=_http(top.table_of("http"), source),
         source=None,
     )
 

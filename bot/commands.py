@@ -1,0 +1,206 @@
+"""What the chat commands mean, whatever the platform: typed request in, typed reply out.
+
+Adapters (Discord, Slack) only translate: they parse their platform's event into these calls,
+decide whether the caller may manage the channel, and render the reply.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from bot.articles import Article
+from bot.clock import Clock
+from bot.routing import RoutingDefaults, Verdict, judge
+from bot.state import State
+from bot.subscriptions import Subscription, SubscriptionSource
+
+MAX_NEWS_COUNT = 10
+DEFAULT_NEWS_COUNT = 5
+MAX_TOPIC_LENGTH = 100
+MANAGE_REFUSAL = (
+    "Only members who can manage this channel may change its subscriptions "
+    "(Discord: the Manage Channels permission; Slack: see the bot's `manage` setting)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    platform: str
+    channel: str
+    user_id: str
+    can_manage: bool  # decided by the adapter from the platform's permissions
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    ok: bool
+    text: str  # plain text, no platform markup: adapters escape and format it
+
+
+@dataclass(frozen=True, slots=True)
+class NewsReply:
+    ok: bool
+    text: str
+    articles: tuple[Article, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionsReply:
+    text: str
+    subscriptions: tuple[Subscription, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicsReply:
+    text: str
+    topics: tuple[tuple[str, int], ...] = ()
+
+
+class BadArgument(ValueError):
+    """A user's argument is wrong; the message says what is expected."""
+
+
+def clean_topic(topic: str) -> str:
+    cleaned = " ".join(topic.split())
+    if not cleaned:
+        raise BadArgument("Give a topic, for example `AI` or `Machine Learning`.")
+    if len(cleaned) > MAX_TOPIC_LENGTH:
+        raise BadArgument(f"A topic is at most {MAX_TOPIC_LENGTH} characters.")
+    return cleaned
+
+
+def check_count(count: int) -> int:
+    if not 1 <= count <= MAX_NEWS_COUNT:
+        raise BadArgument(f"The count must be between 1 and {MAX_NEWS_COUNT}.")
+    return count
+
+
+def check_quality(min_quality: float | None) -> float | None:
+    if min_quality is not None and (min_quality < 0 or min_quality != min_quality):
+        raise BadArgument("The minimum quality must be a number of 0 or more (scores reach ~170).")
+    return min_quality
+
+
+class Commands:
+    def __init__(self, state: State, defaults: RoutingDefaults, clock: Clock) -> None:
+        self._state = state
+        self._defaults = defaults
+        self._clock = clock
+
+    async def _known_topics(self) -> list[tuple[str, int]]:
+        return await self._state.topic_counts()
+
+    async def _suggest(self, topic: str) -> str:
+        names = [name for name, _ in await self._known_topics()]
+        lowered = {n.casefold(): n for n in names}
+        close = difflib.get_close_matches(topic.casefold(), list(lowered), n=3, cutoff=0.5)
+        if close:
+            return " Did you mean " + ", ".join(lowered[c] for c in close) + "?"
+        if names:
+            return " Topics with articles: " + ", ".join(names[:10]) + "."
+        return " The store has no articles yet."
+
+    async def news(
+        self, topic: str, count: int = DEFAULT_NEWS_COUNT, min_quality: float | None = None
+    ) -> NewsReply:
+        """The most recent articles for `topic` at or above the floor, newest first."""
+        try:
+            topic = clean_topic(topic)
+            count = check_count(count)
+            floor = check_quality(min_quality)
+        except BadArgument as exc:
+            return NewsReply(ok=False, text=str(exc))
+        floor = self._defaults.min_quality if floor is None else floor
+        articles = await self._state.recent_articles(
+            topic, floor, self._defaults.include_unscored, count
+        )
+        if not articles:
+            return NewsReply(
+                ok=True,
+                text=f"No articles about {topic} at quality {floor:g} or above."
+                + await self._suggest(topic),
+            )
+        return NewsReply(
+            ok=True,
+            text=f"{len(articles)} most recent on {topic} (quality {floor:g}+)",
+            articles=tuple(articles),
+        )
+
+    async def subscribe(
+        self, caller: Caller, topic: str, min_quality: float | None = None
+    ) -> Reply:
+        if not caller.can_manage:
+            return Reply(ok=False, text=MANAGE_REFUSAL)
+        try:
+            topic = clean_topic(topic)
+            floor = check_quality(min_quality)
+        except BadArgument as exc:
+            return Reply(ok=False, text=str(exc))
+        wanted = Subscription(
+            id=0,
+            platform=caller.platform,
+            channel=caller.channel,
+            topics=(topic,),
+            min_quality=floor,
+            source=SubscriptionSource.CHAT,
+        )
+        now = self._clock.now()
+        stored, created = await self._state.add_subscription(
+            wanted, lambda sub, art: judge(art, sub, self._defaults, now) is Verdict.DELIVER
+        )
+        resumed = await self._state.unpark_channel(caller.platform, caller.channel)
+        shown_floor = stored.min_quality if stored.min_quality is not None else (
+            self._defaults.min_quality
+        )
+        verb = "Subscribed" if created else "Updated the subscription"
+        text = f"{verb}: new {topic} articles at quality {shown_floor:g}+ will be posted here."
+        if resumed:
+            text += " Posting here had been paused after an error; it is resumed."
+        if not any(name.casefold() == topic.casefold() for name, _ in await self._known_topics()):
+            text += " (No articles carry this topic yet." + (await self._suggest(topic)) + ")"
+        return Reply(ok=True, text=text)
+
+    async def unsubscribe(self, caller: Caller, topic: str) -> Reply:
+        if not caller.can_manage:
+            return Reply(ok=False, text=MANAGE_REFUSAL)
+        try:
+            topic = clean_topic(topic)
+        except BadArgument as exc:
+            return Reply(ok=False, text=str(exc))
+        changed = await self._state.remove_subscriptions(caller.platform, caller.channel, topic)
+        if not changed:
+            return Reply(ok=False, text=f"This channel is not subscribed to {topic}.")
+        return Reply(ok=True, text=f"Unsubscribed: no more {topic} articles here.")
+
+    async def subscriptions(self, caller: Caller) -> SubscriptionsReply:
+        subs = tuple(await self._state.subscriptions(caller.platform, caller.channel))
+        if not subs:
+            return SubscriptionsReply(text="This channel has no subscriptions.")
+        lines = []
+        for sub in subs:
+            topics = ", ".join(sub.topics) or "all topics"
+            floor = sub.min_quality if sub.min_quality is not None else self._defaults.min_quality
+            line = f"{topics} (quality {floor:g}+)"
+            if sub.parked_reason:
+                line += f" (paused: {sub.parked_reason})"
+            lines.append(line)
+        return SubscriptionsReply(
+            text="This channel is subscribed to:\n" + "\n".join(f"- {x}" for x in lines),
+            subscriptions=subs,
+        )
+
+    async def topics(self) -> TopicsReply:
+        counts = tuple(await self._known_topics())
+        if not counts:
+            return TopicsReply(text="The store has no articles yet.")
+        text = "Topics: " + ", ".join(f"{name} ({n})" for name, n in counts)
+        return TopicsReply(text=text, topics=counts)
+
+    async def topic_choices(self, prefix: str, limit: int = 25) -> list[str]:
+        """Autocomplete: known topics containing `prefix`, those starting with it first."""
+        wanted = prefix.casefold().strip()
+        names = [name for name, _ in await self._known_topics()]
+        starts = [n for n in names if n.casefold().startswith(wanted)]
+        contains = [n for n in names if wanted in n.casefold() and n not in starts]
+        return (starts + contains)[:limit]
