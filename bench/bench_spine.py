@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import resource
 import statistics
@@ -174,7 +175,7 @@ def bench_latency(folder: Path, count: int) -> None:
                     break
         samples.sort()
         p50 = statistics.median(samples)
-        p95 = samples[max(0, int(round(0.95 * len(samples))) - 1)]
+        p95 = samples[max(0, math.ceil(0.95 * len(samples)) - 1)]
         print(f"(c) file-to-delivery latency over {len(samples)} files: "
               f"p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
     finally:

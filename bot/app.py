@@ -1,28 +1,55 @@
-"""Assembles the running bot from a `Config`: state, notifiers, deliverer, worker."""
+"""Assembles the running bot from a `Config`: state, notifiers, deliverer, worker, and beside the
+worker the command receivers (Slack Socket Mode or the HTTP server)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import TextIO
 
 from bot.clock import Clock, SystemClock
-from bot.config import Config
+from bot.commands import Commands
+from bot.config import Config, ConfigError
 from bot.delivery import Deliverer
-from bot.platforms.base import Notifier
+from bot.platforms.base import Notifier, PermanentError
 from bot.platforms.console import ConsoleNotifier
 from bot.state import State
-from bot.worker import Worker, summary_lines
+from bot.worker import Worker, routing_defaults, summary_lines
 
 log = logging.getLogger(__name__)
 
+SLACK_TOKEN_VARS = ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN_FILE")
 
-def build_notifiers(config: Config, out: TextIO) -> dict[str, Notifier]:
+
+@dataclass(frozen=True, slots=True)
+class RunningBot:
+    """What a started bot tells whoever started it (tests, supervisors)."""
+
+    http_port: int | None = None
+
+
+def build_notifiers(
+    config: Config,
+    out: TextIO,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    platforms_in_db: Collection[str] = (),
+) -> dict[str, Notifier]:
     notifiers: dict[str, Notifier] = {"console": ConsoleNotifier(out, config.render)}
-    wanted = {s.platform for s in config.subscriptions} - set(notifiers)
-    for platform in sorted(wanted):
+    environ = os.environ if environ is None else environ
+    wanted = {s.platform for s in config.subscriptions} | set(platforms_in_db)
+    if "slack" in wanted or any(environ.get(name) for name in SLACK_TOKEN_VARS):
+        # Imported only when wanted: slack_sdk stays behind its adapter.
+        from bot.platforms.slack import create_slack_notifier
+
+        notifiers["slack"] = create_slack_notifier(config.slack, config.render, environ, clock)
+    for platform in sorted(wanted - set(notifiers)):
         log.warning(
             "subscriptions for %s wait: the %s platform is not available in this build",
             platform,
@@ -31,16 +58,76 @@ def build_notifiers(config: Config, out: TextIO) -> dict[str, Notifier]:
     return notifiers
 
 
+async def _start_services(
+    config: Config,
+    state: State,
+    worker: Worker,
+    deliverer: Deliverer,
+    notifiers: Mapping[str, Notifier],
+    environ: Mapping[str, str],
+    clock: Clock,
+    stack: contextlib.AsyncExitStack,
+) -> RunningBot:
+    """The Slack command receiver and the HTTP server, closed by `stack`."""
+    slash = None
+    slack = notifiers.get("slack")
+    if slack is not None and config.slack.commands != "off":
+        from bot.platforms.slack import SlackNotifier
+        from bot.platforms.slack_commands import build_slack_commands, start_socket_mode
+
+        assert isinstance(slack, SlackNotifier)
+        commands = Commands(state, routing_defaults(config), clock)
+        handler = build_slack_commands(config.slack, commands, config.render, slack.client, clock)
+        if config.slack.commands == "socket":
+            receiver = await start_socket_mode(config.slack, handler, environ)
+            stack.push_async_callback(receiver.aclose)
+        else:
+            stack.push_async_callback(handler.aclose)
+            slash = handler
+    if not (config.http.enabled or slash is not None):
+        return RunningBot()
+    from bot.web import HttpServer, create_app
+
+    async def readiness() -> dict[str, bool]:
+        checks = {"store": not worker.store_missing}
+        checks.update({f"platform:{p}": p not in deliverer.stopped_platforms for p in notifiers})
+        return checks
+
+    secret = None
+    if slash is not None:
+        from bot.platforms.slack_commands import signing_secret
+
+        secret = signing_secret(environ)
+    app = create_app(
+        slash_answer=slash.answer if slash is not None else None,
+        signing_secret=secret,
+        readiness=readiness,
+        clock=clock,
+    )
+    server = await HttpServer.start(app, config.http.host, config.http.port)
+    stack.push_async_callback(server.aclose)
+    return RunningBot(http_port=server.port)
+
+
 async def run_bot(
     config: Config, once: bool, out: TextIO, clock: Clock | None = None,
     stop: asyncio.Event | None = None,
+    environ: Mapping[str, str] | None = None,
+    on_ready: Callable[[RunningBot], None] | None = None,
 ) -> int:
     clock = clock or SystemClock()
+    environ = os.environ if environ is None else environ
     state = await State.open(config.database.path, clock)
-    notifiers = build_notifiers(config, out)
+    notifiers: dict[str, Notifier] = {}
     try:
-        for notifier in notifiers.values():
-            await notifier.start()
+        platforms_in_db = {s.platform for s in await state.subscriptions()}
+        notifiers = build_notifiers(config, out, environ, clock, platforms_in_db)
+        try:
+            for notifier in notifiers.values():
+                await notifier.start()
+        except PermanentError as exc:
+            # Refused credentials: a configuration problem the operator must fix (exit 2).
+            raise ConfigError(exc.reason) from None
         deliverer = Deliverer(state, notifiers, clock)
         worker = Worker(config, state, deliverer, clock)
         summary = await worker.prepare()
@@ -52,10 +139,19 @@ async def run_bot(
             return 0
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        log.info("watching %s (Ctrl-C to stop)", config.store.path)
-        await worker.run(stop)
+        async with contextlib.AsyncExitStack() as services:
+            try:
+                running = await _start_services(
+                    config, state, worker, deliverer, notifiers, environ, clock, services
+                )
+            except PermanentError as exc:
+                raise ConfigError(exc.reason) from None
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+                services.callback(loop.remove_signal_handler, sig)
+            if on_ready is not None:
+                on_ready(running)
+            await worker.run(stop)
         log.info("stopped cleanly")
         return 0
     finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -90,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if command == "check-config":
             return _check_config(config, sys.stdout)
         if command == "subscriptions":
+            import asyncio
+
             return asyncio.run(_subscriptions(config, args, sys.stdout))
         if command == "preview":
             return _preview(config, Path(args.file), args.platform, sys.stdout)
@@ -100,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config: Config, once: bool) -> int:
+    import asyncio
+
     from bot.app import run_bot
+    from bot.state import StateError
 
     if not config.store.path.is_dir():
         print(
@@ -111,6 +115,9 @@ def _run(config: Config, once: bool) -> int:
         return 2
     try:
         return asyncio.run(run_bot(config, once=once, out=sys.stdout))
+    except StateError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -147,13 +154,17 @@ def _check_config(config: Config, out: TextIO) -> int:
 
 async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     from bot.clock import SystemClock
-    from bot.state import State
-    from bot.worker import routing_defaults, subscription_from_spec
     from bot.routing import Verdict, judge
+    from bot.state import State, StateError
     from bot.subscriptions import SubscriptionSource
+    from bot.worker import routing_defaults, subscription_from_spec
 
     clock = SystemClock()
-    state = await State.open(config.database.path, clock)
+    try:
+        state = await State.open(config.database.path, clock)
+    except StateError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.action == "list":
             subs = await state.subscriptions()
@@ -211,6 +222,7 @@ def _preview(config: Config, path: Path, platform: str, out: TextIO) -> int:
     except ArticleError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 1
-    out.write(render_preview(article, platform, config.render) + "\n")
+    text = render_preview(article, platform, config.render)
+    out.write(text if text.endswith("\n") else text + "\n")
     return 0
 

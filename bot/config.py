@@ -146,10 +146,22 @@ class _Reader:
             raise self.fail(key, f"a number of at least {minimum:g}", value)
         return float(value)
 
-    def integer(self, key: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"a whole number of at least {minimum}", value)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < minimum
+            or (maximum is not None and value > maximum)
+        ):
+            expected = (
+                f"a whole number from {minimum} to {maximum}"
+                if maximum is not None
+                else f"a whole number of at least {minimum}"
+            )
+            raise self.fail(key, expected, value)
         return value
 
     def boolean(self, key: str, default: bool | None) -> bool | None:
@@ -268,7 +280,7 @@ def _http(table: Mapping[str, Any], source: str) -> HttpConfig:
     return HttpConfig(
         enabled=bool(r.boolean("enabled", defaults.enabled)),
         host=r.string("host", defaults.host) or defaults.host,
-        port=r.integer("port", defaults.port, minimum=0),
+        port=r.integer("port", defaults.port, minimum=0, maximum=65535),
     )
 
 
@@ -360,8 +372,17 @@ def read_secret(name: str, environ: Mapping[str, str]) -> str | None:
     file_name = environ.get(f"{name}_FILE")
     if not file_name:
         return None
+    # Errors name the variable and the file, never the content.
     try:
-        return Path(file_name).read_text(encoding="utf-8").strip()
+        value = Path(file_name).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        # Name the variable and the file, never the content.
         raise ConfigError(f"cannot read {name}_FILE ({file_name}): {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{name}_FILE ({file_name}) is not UTF-8 text; it should hold only the secret"
+        ) from None
+    if not value:
+        raise ConfigError(
+            f"{name}_FILE ({file_name}) is empty; put the secret in it, or unset {name}_FILE"
+        )
+    return value

@@ -26,7 +26,8 @@ class RetryPolicy:
 
     def backoff_s(self, attempts: int, jitter: float) -> float:
         """Capped exponential backoff; `jitter` in [0, 1) spreads retries of many rows."""
-        return min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1)) * (0.5 + jitter / 2)
+        exponential = self.base_s * 2.0 ** max(0, attempts - 1)
+        return float(min(self.cap_s, exponential) * (0.5 + jitter / 2))
 
 
 @dataclass(slots=True)
@@ -86,8 +87,9 @@ class Deliverer:
                 await self._state.mark_retry(delivery.id, self._clock.time(), "interrupted")
         return found
 
-    async def deliver_due(self) -> RoundReport:
-        """Send every row that is due now, channel by channel (in order within a channel)."""
+    async def deliver_due(self, stop: asyncio.Event | None = None) -> RoundReport:
+        """Send every row that is due now, channel by channel (in order within a channel).
+        Once `stop` is set, sends in flight finish and no new one starts."""
         report = RoundReport()
         due = await self._state.due_deliveries(
             self._clock.time(), self.active_platforms, limit=500
@@ -95,12 +97,18 @@ class Deliverer:
         by_channel: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
         for delivery in due:
             by_channel[(delivery.platform, delivery.channel)].append(delivery)
-        await asyncio.gather(*(self._send_all(rows, report) for rows in by_channel.values()))
+        await asyncio.gather(
+            *(self._send_all(rows, report, stop) for rows in by_channel.values())
+        )
         return report
 
-    async def _send_all(self, rows: Sequence[Delivery], report: RoundReport) -> None:
+    async def _send_all(
+        self, rows: Sequence[Delivery], report: RoundReport, stop: asyncio.Event | None
+    ) -> None:
         async with self._limit:
             for delivery in rows:
+                if stop is not None and stop.is_set():
+                    return
                 if not await self._send_one(delivery, report):
                     return  # the channel is parked or the platform stopped: skip the rest
 
@@ -120,6 +128,12 @@ class Deliverer:
             return await self._retry(delivery, attempt, exc, report)
         except PermanentError as exc:
             return await self._give_up(delivery, attempt, exc, report)
+        except Exception as exc:
+            # An error the adapter did not map (a bug, or an SDK surprise): whether the message
+            # went out is unknown, so retry with backoff rather than leave the row `sending`
+            # until a restart. Only the type is recorded: SDK messages can carry URLs.
+            unexpected = TransientError(f"unexpected {type(exc).__name__} from the notifier")
+            return await self._retry(delivery, attempt, unexpected, report)
         latency_ms = (self._clock.monotonic() - started) * 1000
         await self._state.mark_sent(delivery.id, ref.message_id)
         report.sent += 1
@@ -145,13 +159,17 @@ class Deliverer:
             if exc.retry_after_s is not None
             else self._policy.backoff_s(attempt, self._jitter())
         )
-        await self._state.mark_retry(delivery.id, self._clock.time() + wait_s, exc.reason)
+        retry_at = self._clock.time() + wait_s
+        await self._state.mark_retry(delivery.id, retry_at, exc.reason)
+        if exc.retry_after_s is not None:
+            # A rate limit applies to the whole channel: its other rows wait too, in later
+            # rounds as well as this one.
+            await self._state.hold_channel(delivery.platform, delivery.channel, retry_at)
         report.retried += 1
         log.warning(
             "delivery retry platform=%s channel=%s article=%s attempt=%d wait_s=%.2f reason=%s",
             delivery.platform, delivery.channel, delivery.article_key, attempt, wait_s, exc.reason,
         )
-        # A rate limit applies to the whole channel: wait before its next row too.
         return exc.retry_after_s is None
 
     async def _give_up(

@@ -33,5 +33,7 @@ def configure_logging(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party libraries are chatty at DEBUG; ours is what an operator reads.
-    for noisy in ("aiosqlite", "watchfiles", "asyncio"):
+    for noisy in ("aiosqlite", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    # watchfiles logs every batch of changes at INFO.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)

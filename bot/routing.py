@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,19 +40,51 @@ class Routing:
     held_unscored: bool
 
 
+def _fold(text: str) -> str:
+    """Case and runs of spaces don't matter: "Computer  vision" is "Computer Vision"."""
+    return " ".join(text.split()).casefold()
+
+
 def _provider_matches(article: Article, wanted: Iterable[str]) -> bool:
-    name = article.provider.name.casefold()
-    domain = article.provider.domain.casefold()
+    name = _fold(article.provider.name)
+    domain = _fold(article.provider.domain).removeprefix("www.")
     for item in wanted:
-        item = item.casefold()
-        if item == name or domain == item or domain.endswith("." + item):
+        item = _fold(item)
+        if item == name:
+            return True
+        # "www.forbes.com" names the same outlet as "forbes.com"; subdomains belong to it.
+        item = item.removeprefix("www.")
+        if domain == item or domain.endswith("." + item):
             return True
     return False
 
 
+# Scripts written without spaces between words: there a keyword may sit inside a longer run.
+_UNSPACED_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "THAI", "LAO", "KHMER", "MYANMAR")
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isalnum() and not unicodedata.name(ch, "").startswith(_UNSPACED_SCRIPTS)
+
+
+def _contains_word(text: str, keyword: str) -> bool:
+    """`keyword` occurs in `text` as whole words: "AI" is in "AI's rise" and "Big AI-chip",
+    not in "said" or "email"; "machine learning" matches across any run of spaces."""
+    start = text.find(keyword)
+    while start >= 0:
+        end = start + len(keyword)
+        joined_before = start > 0 and _is_word_char(text[start - 1]) and _is_word_char(keyword[0])
+        joined_after = end < len(text) and _is_word_char(text[end]) and _is_word_char(keyword[-1])
+        if not (joined_before or joined_after):
+            return True
+        start = text.find(keyword, start + 1)
+    return False
+
+
 def _keywords_match(article: Article, keywords: Iterable[str]) -> bool:
-    text = f"{article.title}\n{article.excerpt}".casefold()
-    return any(k.casefold() in text for k in keywords)
+    text = " ".join(f"{article.title}\n{article.excerpt}".casefold().split())
+    wanted = (" ".join(k.casefold().split()) for k in keywords)
+    return any(_contains_word(text, k) for k in wanted if k)
 
 
 def judge(
@@ -61,8 +94,8 @@ def judge(
     if sub.is_parked:
         return Verdict.PARKED
     if sub.topics:
-        wanted = {t.casefold() for t in sub.topics}
-        if not any(t.casefold() in wanted for t in article.topics):
+        wanted = {_fold(t) for t in sub.topics}
+        if not any(_fold(t) in wanted for t in article.topics):
             return Verdict.WRONG_TOPIC
     if sub.providers_include and not _provider_matches(article, sub.providers_include):
         return Verdict.PROVIDER

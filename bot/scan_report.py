@@ -2,23 +2,46 @@
 
 from __future__ import annotations
 
+import math
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from bot.store import FileOutcome, Unsettled, list_store, parse_files
+from bot.store import SETTLE_S, ParseResult, Unsettled, list_store, parse_files, read_file
 
 # Quality bands for the distribution; real scores run from 0 to about 170.
 _BANDS = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 100), (100, 150), (150, None))
+
+
+class Digest(NamedTuple):
+    """What the report needs of one file: small, so it crosses process boundaries cheaply."""
+
+    path: str
+    key: str | None
+    topics: tuple[str, ...]
+    quality: float | None
+    error: str | None
+    unsettled: bool
+
+
+def digest(result: ParseResult) -> Digest:
+    if isinstance(result, Unsettled):
+        return Digest(result.path, None, (), None, None, True)
+    article = result.article
+    if article is None:
+        return Digest(result.path, None, (), None, result.error or "unreadable", False)
+    return Digest(result.path, article.key, article.topics, article.quality, None, False)
 
 
 @dataclass(slots=True)
 class StoreReport:
     root: str
     files: int = 0
-    articles: int = 0  # distinct stories (several files can carry one)
-    duplicates: int = 0
+    articles: int = 0  # article files that parsed; topics and quality count these
+    stories: int = 0  # distinct stories among them (several files can carry one URL)
+    duplicates: int = 0  # articles whose story an earlier file already carried
     unscored: int = 0
     topics: Counter[str] = field(default_factory=Counter)
     quality: Counter[str] = field(default_factory=Counter)
@@ -31,6 +54,7 @@ class StoreReport:
             "root": self.root,
             "files": self.files,
             "articles": self.articles,
+            "stories": self.stories,
             "duplicates": self.duplicates,
             "unscored": self.unscored,
             "topics": dict(self.topics.most_common()),
@@ -55,37 +79,69 @@ def quality_band(quality: float | None) -> str:
     return _band_name(lo, hi)
 
 
+# A report takes each file as it is now: a file that fails to parse is bad *now*, even if it was
+# written a moment ago (the reason says so). Only the bot waits for files to settle, because it
+# must never post a half-written one.
+_AS_IT_IS = math.inf
+# A file that changed while it was read is read again this many times before it is reported
+# as still being written.
+_REREADS = 2
+
+
 def scan_store(root: Path, max_bytes: int, parallel_threshold: int, now_s: float) -> StoreReport:
     listing = list_store(root)
     report = StoreReport(root=str(root), files=len(listing.files), root_exists=listing.root_exists)
     report.bad.extend(listing.refused.items())
     topic_names: dict[str, str] = {}
     seen: set[str] = set()
-    for batch in parse_files(root, sorted(listing.files), max_bytes, now_s, parallel_threshold):
-        for result in batch:
-            if isinstance(result, Unsettled):
-                report.unsettled.append(result.path)
-                continue
-            _count(report, result, seen, topic_names)
+    changing: list[str] = []
+
+    def take(item: Digest) -> None:
+        if item.unsettled:
+            changing.append(item.path)
+            return
+        stamp = listing.files.get(item.path)
+        if item.error is not None and stamp is not None:
+            age_s = now_s - stamp.mtime_ns / 1e9
+            if age_s < SETTLE_S:
+                item = item._replace(
+                    error=f"{item.error} (changed {max(age_s, 0.0):.1f} s ago: if it is still "
+                    "being written, scan again in a moment)"
+                )
+        _count(report, item, seen, topic_names)
+
+    batches = parse_files(
+        root, sorted(listing.files), max_bytes, _AS_IT_IS, parallel_threshold, transform=digest
+    )
+    for batch in batches:
+        for item in batch:
+            take(item)
+    for _ in range(_REREADS):
+        retry, changing = changing, []
+        for rel in retry:
+            take(digest(read_file(root, rel, max_bytes, _AS_IT_IS)))
+    gone = [rel for rel in changing if not os.path.lexists(os.path.join(root, rel))]
+    report.files -= len(gone)  # deleted while the scan ran: no longer part of the store
+    report.unsettled = sorted(set(changing) - set(gone))
     report.bad.sort()
     return report
 
 
 def _count(
-    report: StoreReport, outcome: FileOutcome, seen: set[str], topic_names: dict[str, str]
+    report: StoreReport, item: Digest, seen: set[str], topic_names: dict[str, str]
 ) -> None:
-    article = outcome.article
-    if article is None:
-        report.bad.append((outcome.path, outcome.error or "unreadable"))
+    if item.key is None:
+        report.bad.append((item.path, item.error or "unreadable"))
         return
-    if article.key in seen:
-        report.duplicates += 1
-        return
-    seen.add(article.key)
     report.articles += 1
-    report.unscored += article.quality is None
-    report.quality[quality_band(article.quality)] += 1
-    for topic in article.topics:
+    if item.key in seen:
+        report.duplicates += 1
+    else:
+        seen.add(item.key)
+        report.stories += 1
+    report.unscored += item.quality is None
+    report.quality[quality_band(item.quality)] += 1
+    for topic in item.topics:
         # Count "ai" and "AI" together, under the first spelling met.
         name = topic_names.setdefault(topic.casefold(), topic)
         report.topics[name] += 1
@@ -96,7 +152,13 @@ def format_report(report: StoreReport) -> str:
         return f"{report.root}: no such folder (check store.path or the PATH argument)\n"
     lines = [
         f"{report.root}: {report.files} files, {report.articles} articles"
-        + (f" ({report.duplicates} duplicate files)" if report.duplicates else "")
+        + (
+            f" ({report.stories} distinct stories; {report.duplicates} "
+            + ("file repeats" if report.duplicates == 1 else "files repeat")
+            + " a story)"
+            if report.duplicates
+            else ""
+        )
         + f", {len(report.bad)} bad",
         "",
         "topics:",

@@ -97,10 +97,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
     """,
+    # Which files carry a story: tells a second file of a known story (a duplicate) from an
+    # edit of the file that brought it, without scanning the whole index.
+    """
+    CREATE INDEX files_by_article ON files (article_key);
+    """,
 )
 
 # How long to keep trying when another process holds the write lock.
 _LOCKED_RETRIES = 8
+
+
+class StateError(RuntimeError):
+    """The database cannot be used as it is; the message says why and what to do."""
 
 
 class DeliveryState(StrEnum):
@@ -155,8 +164,9 @@ def _iso_utc(value: datetime | None) -> str | None:
 class State:
     """The bot's memory. Construct with `await State.open(path, clock)`; close with `aclose()`."""
 
-    def __init__(self, db: aiosqlite.Connection, clock: Clock) -> None:
+    def __init__(self, db: aiosqlite.Connection, clock: Clock, path: Path | None = None) -> None:
         self._db = db
+        self._path = path
         self._clock = clock
         self._write_lock = asyncio.Lock()
 
@@ -168,12 +178,20 @@ class State:
         db = await aiosqlite.connect(str(path), isolation_level=None, timeout=5.0)
         try:
             db.row_factory = aiosqlite.Row
-            await db.execute("PRAGMA journal_mode=WAL")
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise
+                raise StateError(
+                    f"{path} is not a newsbot database (SQLite says: {exc}); set "
+                    "database.path to another file, or move this one away"
+                ) from None
             # FULL: a delivery marked `sent` must stay sent through a power cut.
             await db.execute("PRAGMA synchronous=FULL")
             await db.execute("PRAGMA foreign_keys=ON")
             await db.execute("PRAGMA busy_timeout=5000")
-            state = cls(db, clock)
+            state = cls(db, clock, path)
             await state._migrate()
         except BaseException:
             await db.close()
@@ -188,14 +206,16 @@ class State:
             row = await cursor.fetchone()
         version = int(row[0]) if row else 0
         if version > len(MIGRATIONS):
-            raise RuntimeError(
-                f"the database is at schema version {version}, newer than this newsbot "
-                f"({len(MIGRATIONS)}); upgrade newsbot or use another database file"
+            raise StateError(
+                f"the database {self._path} is at schema version {version}, newer than this "
+                f"newsbot ({len(MIGRATIONS)}); upgrade newsbot or use another database file"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("migrating the database to schema version %d", number)
 
-            async def apply(db: aiosqlite.Connection, script: str = script, n: int = number) -> None:
+            async def apply(
+                db: aiosqlite.Connection, script: str = script, n: int = number
+            ) -> None:
                 for statement in filter(str.strip, script.split(";")):
                     await db.execute(statement)
                 await db.execute(f"PRAGMA user_version = {n}")
@@ -218,10 +238,11 @@ class State:
                     continue
                 try:
                     result = await body(self._db)
+                    await self._db.execute("COMMIT")
                 except BaseException:
-                    await self._db.execute("ROLLBACK")
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
                     raise
-                await self._db.execute("COMMIT")
                 return result
         raise AssertionError("unreachable")
 
@@ -270,11 +291,22 @@ class State:
         articles = [o.article for o in outcomes if o.article is not None]
 
         async def body(db: aiosqlite.Connection) -> IngestReport:
+            # Removals first: a file renamed within one scan then reads as an edit of its story,
+            # not as a duplicate of itself.
+            for path in removed:
+                await db.execute("DELETE FROM files WHERE path = ?", (path,))
             known = await self._existing_keys(db, [a.key for a in articles])
             counts = {"new": 0, "updated": 0, "dup": 0, "deliveries": 0, "held": 0}
             seen_now: set[str] = set()
             for outcome in outcomes:
                 article = outcome.article
+                is_duplicate = article is not None and (
+                    article.key in seen_now
+                    or (
+                        article.key in known
+                        and await self._carried_elsewhere(db, article.key, outcome.path)
+                    )
+                )
                 await db.execute(
                     "INSERT INTO files (path, size, mtime_ns, article_key, error, checked_at) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
@@ -292,7 +324,9 @@ class State:
                 )
                 if article is None:
                     continue
-                if article.key in seen_now:
+                if is_duplicate:
+                    # Another file already brought this story: it keeps its record and its
+                    # deliveries; this file only joins the index.
                     counts["dup"] += 1
                     continue
                 seen_now.add(article.key)
@@ -308,8 +342,6 @@ class State:
                     counts["deliveries"] += await self._enqueue(
                         db, article.key, routing.targets, now
                     )
-            for path in removed:
-                await db.execute("DELETE FROM files WHERE path = ?", (path,))
             return IngestReport(
                 new_articles=counts["new"],
                 updated_articles=counts["updated"],
@@ -321,6 +353,17 @@ class State:
             )
 
         return await self._write(body)
+
+    @staticmethod
+    async def _carried_elsewhere(db: aiosqlite.Connection, key: str, path: str) -> bool:
+        """Whether a file other than `path` carries the story `key`, and `path` did not."""
+        async with db.execute(
+            "SELECT COALESCE(MAX(path = ?), 0), COALESCE(MAX(path != ?), 0) FROM files "
+            "WHERE article_key = ?",
+            (path, path, key),
+        ) as cur:
+            row = await cur.fetchone()
+        return row is not None and bool(row[1]) and not row[0]
 
     @staticmethod
     async def _existing_keys(db: aiosqlite.Connection, keys: list[str]) -> set[str]:
@@ -715,6 +758,19 @@ class State:
             "state = ?, next_attempt_at = ?, last_error = ?",
             (DeliveryState.PENDING, next_attempt_at, error),
         )
+
+    async def hold_channel(self, platform: str, channel: str, until: float) -> int:
+        """A rate limit covers the whole channel: no pending row of it is due before `until`."""
+
+        async def body(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? "
+                "WHERE platform = ? AND channel = ? AND state = ? AND next_attempt_at < ?",
+                (until, self._clock.time(), platform, channel, DeliveryState.PENDING, until),
+            )
+            return cursor.rowcount
+
+        return await self._write(body)
 
     async def mark_failed(self, delivery_id: int, error: str) -> None:
         await self._update_delivery(

@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import stat
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bot.articles import Article, ArticleError, parse_article
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".yaml", ".yml"})
 # A file that fails to parse while its mtime is this recent may still be being written: it is
@@ -107,6 +110,9 @@ def list_store(root: Path) -> Listing:
                             "the store instead of linking to it"
                         )
                         continue
+                    if not os.path.lexists(target):
+                        refused[rel] = f"a symlink to {target}, which does not exist"
+                        continue
                     st = os.stat(entry.path)
                 else:
                     st = entry.stat(follow_symlinks=False)
@@ -115,7 +121,8 @@ def list_store(root: Path) -> Listing:
             except OSError as exc:
                 refused[rel] = f"cannot stat: {exc.strerror}"
                 continue
-            if entry.is_file() or entry.is_symlink():
+            # Only regular files: a FIFO or a linked folder named `x.md` would block or fail.
+            if stat.S_ISREG(st.st_mode):
                 files[rel] = FileStamp(st.st_size, st.st_mtime_ns)
     return Listing(files, refused, root_exists=True)
 
@@ -129,9 +136,12 @@ def diff(previous: Mapping[str, FileStamp], current: Mapping[str, FileStamp]) ->
 def read_file(root: Path, rel: str, max_bytes: int, now_s: float) -> ParseResult:
     """Read and parse one file, refusing to take a half-written one for a finished one."""
     full = os.path.join(root, rel)
+    stamp = FileStamp(0, 0)
     try:
         before = os.stat(full)
         stamp = FileStamp(before.st_size, before.st_mtime_ns)
+        if not stat.S_ISREG(before.st_mode):
+            return FileOutcome(rel, stamp, error="not a regular file")
         if before.st_size > max_bytes:
             # Never read a huge file into memory just to reject it.
             return FileOutcome(
@@ -148,19 +158,36 @@ def read_file(root: Path, rel: str, max_bytes: int, now_s: float) -> ParseResult
     except FileNotFoundError:
         return Unsettled(rel)
     except OSError as exc:
-        return FileOutcome(rel, FileStamp(0, 0), error=f"cannot read: {exc.strerror}")
+        # With its real stamp, an unreadable file is reported once, not at every rescan.
+        return FileOutcome(rel, stamp, error=f"cannot read: {exc.strerror or exc}")
     if (after.st_size, after.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
         return Unsettled(rel)  # it changed while we read it
     try:
         return FileOutcome(rel, stamp, article=parse_article(data, rel, max_bytes))
     except ArticleError as exc:
-        if now_s - stamp.mtime_ns / 1e9 < SETTLE_S:
-            return Unsettled(rel)
-        return FileOutcome(rel, stamp, error=exc.reason)
+        reason = exc.reason
+    except Exception as exc:  # a parser bug must cost one file, never the whole scan
+        log.exception("unexpected error parsing %s", rel)
+        reason = f"could not be parsed ({type(exc).__name__}: {exc}); please report this file"
+    # Recent: maybe still being written. An mtime far in the future (a skewed clock, an importer
+    # keeping bogus times) says nothing about that; waiting for it would hide the file forever.
+    if abs(now_s - stamp.mtime_ns / 1e9) < SETTLE_S:
+        return Unsettled(rel)
+    return FileOutcome(rel, stamp, error=reason)
 
 
-def _read_batch(root: str, rels: Sequence[str], max_bytes: int, now_s: float) -> list[ParseResult]:
-    return [read_file(Path(root), rel, max_bytes, now_s) for rel in rels]
+def _identity(result: ParseResult) -> ParseResult:
+    return result
+
+
+def _read_batch(
+    root: str,
+    rels: Sequence[str],
+    max_bytes: int,
+    now_s: float,
+    transform: Callable[[ParseResult], T],
+) -> list[T]:
+    return [transform(read_file(Path(root), rel, max_bytes, now_s)) for rel in rels]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -185,19 +212,24 @@ def parse_files(
     now_s: float,
     parallel_threshold: int,
     workers: int | None = None,
-) -> Iterator[list[ParseResult]]:
-    """Parse `rels` in batches, in order of completion. Below `parallel_threshold` files (or on
+    transform: Callable[[ParseResult], T] = _identity,  # type: ignore[assignment]
+) -> Iterator[list[T]]:
+    """Parse `rels` in batches, in submission order. Below `parallel_threshold` files (or on
     one core) everything stays in this process; above it a process pool uses every core, with
-    only a few batches in flight so memory stays bounded on any store size."""
+    only a few batches in flight so memory stays bounded on any store size. `transform` (a
+    module-level function) runs where the parsing runs, so a caller that needs only a digest
+    of each file doesn't pay to ship whole articles between processes."""
     workers = workers or os.cpu_count() or 1
     if len(rels) < parallel_threshold or workers < 2:
         for batch in _batches(rels, _BATCH):
-            yield _read_batch(str(root), batch, max_bytes, now_s)
+            yield _read_batch(str(root), batch, max_bytes, now_s, transform)
         return
     with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-        pending: list[Future[list[ParseResult]]] = []
+        pending: list[Future[list[T]]] = []
         for batch in _batches(rels, _BATCH):
-            pending.append(pool.submit(_read_batch, str(root), batch, max_bytes, now_s))
+            pending.append(
+                pool.submit(_read_batch, str(root), batch, max_bytes, now_s, transform)
+            )
             if len(pending) >= workers * 2:
                 yield pending.pop(0).result()
         for future in pending:

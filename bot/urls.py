@@ -6,7 +6,10 @@ path) must map to one key, or the same story would be posted twice.
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+import contextlib
+import re
+import string
+from urllib.parse import SplitResult, quote, unquote_plus, urlsplit, urlunsplit
 
 # Query parameters that track the reader rather than name the page.
 _TRACKING_PARAMS = frozenset(
@@ -32,6 +35,11 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 # Characters left as they are when re-quoting a path or query; everything else
 # (raw spaces, non-ASCII letters) is percent-encoded so both spellings agree.
 _PATH_SAFE = "/:@!$&'()*+,;=-._~%"
+# Within one query field ('name=value'); '&' separates fields, so inside one it stays escaped.
+_QUERY_SAFE = "/?:@!$'()*+,;=-._~%"
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _is_tracking(name: str) -> bool:
@@ -39,34 +47,66 @@ def _is_tracking(name: str) -> bool:
     return lowered.startswith("utm_") or lowered in _TRACKING_PARAMS
 
 
+def _canonical_escapes(text: str, safe: str) -> str:
+    """One spelling per character (RFC 3986, 6.2.2): a stray '%' becomes %25, escapes of
+    unreserved characters are decoded, other escapes are upper-cased, and raw spaces and
+    non-ASCII letters are percent-encoded as UTF-8. Never changes what the URL means."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = chr(int(match.group(1), 16))
+        return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+    return quote(_ESCAPE.sub(escape, _STRAY_PERCENT.sub("%25", text)), safe=safe)
+
+
+def _host(parts: SplitResult) -> str:
+    host = (parts.hostname or "").lower()
+    if not host.isascii():
+        with contextlib.suppress(UnicodeError):  # not a valid international name: as written
+            host = host.encode("idna").decode("ascii")
+    return f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+
+
 def normalize_url(url: str) -> str:
-    """The canonical form of `url`: scheme and host lower-cased, default port, fragment and
-    tracking parameters dropped, path and query percent-encoded consistently."""
+    """The canonical form of `url`: scheme and host lower-cased (host in IDNA), default port,
+    fragment and tracking parameters dropped, path and query percent-encoded consistently.
+    Raises ValueError for a URL that `is_http_url` refuses (a port out of range)."""
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    port = parts.port if parts.port is not None else None
-    netloc = host
+    netloc = _host(parts)
+    port = parts.port
     if port is not None and str(port) != _DEFAULT_PORTS.get(scheme):
-        netloc = f"{host}:{port}"
-    path = quote(parts.path, safe=_PATH_SAFE) or "/"
-    query_pairs = [
-        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)
+        netloc = f"{netloc}:{port}"
+    path = _canonical_escapes(parts.path, _PATH_SAFE) or "/"
+    # Query fields are compared, not decoded and re-encoded: `+`, `%2B` and `%20` keep
+    # their distinct meanings, and the order of the fields is kept.
+    fields = [
+        _canonical_escapes(item, _QUERY_SAFE)
+        for item in parts.query.split("&")
+        if item and not _is_tracking(unquote_plus(item.split("=", 1)[0]))
     ]
-    query = urlencode(query_pairs, quote_via=quote, safe=_PATH_SAFE.replace("&", "").replace("=", ""))
-    return urlunsplit((scheme, netloc, path, query, ""))
+    return urlunsplit((scheme, netloc, path, "&".join(fields), ""))
 
 
 def is_http_url(url: str) -> bool:
     """True when `url` is an absolute http(s) URL with a host: the only kind we link to."""
     try:
         parts = urlsplit(url.strip())
+        _ = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    host = parts.hostname
+    return (
+        parts.scheme.lower() in ("http", "https")
+        and bool(host)
+        and not any(ch.isspace() or ord(ch) < 32 for ch in host or "")
+    )
 
 
 def domain_of(url: str) -> str:
     """The host of `url` without a leading `www.`, for naming an outlet that has no name."""
-    host = (urlsplit(url.strip()).hostname or "").lower()
+    try:
+        host = (urlsplit(url.strip()).hostname or "").lower()
+    except ValueError:  # an unclosed IPv6 bracket
+        return ""
     return host.removeprefix("www.")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bot.articles import Article
@@ -14,7 +15,15 @@ from bot.config import Config, SubscriptionSpec
 from bot.delivery import Deliverer
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
 from bot.state import IngestReport, RouteFn, State
-from bot.store import SETTLE_S, FileOutcome, FileStamp, diff, list_store, parse_files
+from bot.store import (
+    SETTLE_S,
+    FileOutcome,
+    FileStamp,
+    ParseResult,
+    diff,
+    list_store,
+    parse_files,
+)
 from bot.subscriptions import Subscription, SubscriptionSource
 
 log = logging.getLogger(__name__)
@@ -23,6 +32,8 @@ _BASELINE_KEY = "store_baseline_done"
 # How long a graceful stop waits for sends in flight before leaving them `sending` (safe: they
 # are resolved at the next start).
 STOP_GRACE_S = 8.0
+# After a delivery round failed unexpectedly (the database, say): pause before the next one.
+DELIVERY_ERROR_PAUSE_S = 1.0
 
 
 @dataclass(slots=True)
@@ -36,6 +47,7 @@ class ScanSummary:
     removed_files: int = 0
     deliveries: int = 0
     held_unscored: int = 0
+    backfilled: int = 0  # rows queued by new subscriptions' backfill at start-up
     unsettled: int = 0
     baseline: bool = False
     store_missing: bool = False
@@ -103,7 +115,9 @@ class Worker:
         wanted = [
             subscription_from_spec(s, SubscriptionSource.CONFIG) for s in self._config.subscriptions
         ]
+        queued_before = sum((await self._state.delivery_counts()).values())
         created = await self._state.sync_config_subscriptions(wanted, self.wants)
+        summary.backfilled = sum((await self._state.delivery_counts()).values()) - queued_before
         for sub in created:
             log.info("new subscription %s (backfill %d)", sub.describe(), sub.backfill)
         self.outbox_changed.set()
@@ -147,7 +161,13 @@ class Worker:
         baseline, decide = await self._router()
         route_fn = None if baseline else decide
         summary.baseline = baseline
-        batches = parse_files(
+        if changes.removed:
+            # Removals first: a file renamed since the last scan reads as the same file moved,
+            # not as a second copy of its story.
+            summary.add(await self._state.record_files([], removed=changes.removed))
+            for path in changes.removed:
+                self._index.pop(path, None)
+        batches: Iterator[list[ParseResult]] = parse_files(
             store.path,
             changes.changed,
             store.max_file_bytes,
@@ -166,10 +186,6 @@ class Worker:
                     log.warning("bad article file %s: %s", outcome.path, outcome.error)
             if report.deliveries:
                 self.outbox_changed.set()
-        if changes.removed:
-            summary.add(await self._state.record_files([], removed=changes.removed))
-            for path in changes.removed:
-                self._index.pop(path, None)
         if baseline:
             await self._state.set_meta(_BASELINE_KEY, "1")
         return summary
@@ -182,17 +198,18 @@ class Worker:
 
     # --- the long-running loop -------------------------------------------------------------
 
-    async def deliver_until_idle(self) -> int:
-        """Deliver every row due now, round after round, until none is left due."""
+    async def deliver_until_idle(self, stop: asyncio.Event | None = None) -> int:
+        """Deliver every row due now, round after round, until none is left due (or `stop`)."""
         sent = 0
-        while True:
-            report = await self._deliverer.deliver_due()
+        while stop is None or not stop.is_set():
+            report = await self._deliverer.deliver_due(stop)
             sent += report.sent
             if report.sent + report.failed + report.parked + report.retried == 0:
                 return sent
             next_due = await self._deliverer.next_due_at()
             if next_due is None or next_due > self._clock.time():
                 return sent
+        return sent
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch, rescan and deliver until `stop` is set."""
@@ -203,6 +220,14 @@ class Worker:
             asyncio.create_task(self._scan_loop(stop, rescan_needed), name="scan"),
         ]
         delivery = asyncio.create_task(self._delivery_loop(stop), name="deliver")
+        # Files written between the start-up scan and the moment the watcher is armed raise no
+        # event: look again now and once the watcher has surely started.
+        rescan_needed.set()
+        asyncio.get_running_loop().call_later(1.0, rescan_needed.set)
+        # One turn of the loop gives each task its first step; the watcher arms its file-system
+        # watches synchronously in that step, so once this is logged no new file is missed.
+        await asyncio.sleep(0)
+        log.info("watching %s (Ctrl-C to stop)", self._config.store.path)
         try:
             await stop.wait()
         finally:
@@ -254,9 +279,11 @@ class Worker:
         while True:
             self.outbox_changed.clear()
             try:
-                await self.deliver_until_idle()
+                await self.deliver_until_idle(stop)
             except Exception:
                 log.exception("delivery round failed; retrying shortly")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), DELIVERY_ERROR_PAUSE_S)
             if stop.is_set():
                 return
             next_due = await self._deliverer.next_due_at()
@@ -270,11 +297,16 @@ def summary_lines(summary: ScanSummary, config: Config) -> list[str]:
     lines = [
         f"store {config.store.path}: {summary.files} files, {summary.parsed} read, "
         f"{summary.new_articles} new articles, {summary.bad_files} bad files, "
-        f"{summary.deliveries} deliveries queued"
+        f"{summary.deliveries + summary.backfilled} deliveries queued"
     ]
     if summary.store_missing:
         lines.append(f"the store folder {config.store.path} does not exist: check store.path")
-    if summary.baseline and summary.new_articles:
+    if summary.baseline and summary.new_articles and summary.backfilled:
+        lines.append(
+            "first scan of this store: existing articles are recorded; "
+            f"{summary.backfilled} of the most recent were queued by backfill"
+        )
+    elif summary.baseline and summary.new_articles:
         lines.append(
             "first scan of this store: existing articles are recorded, not posted "
             "(set backfill = N on a subscription to post the N most recent)"
