@@ -4,4 +4,6 @@ import sys
 
 from bot.cli import main
 
-sys.exit(main())
+# Guarded: the parser pool's spawned workers import the main module too.
+if __name__ == "__main__":
+    sys.exit(main())

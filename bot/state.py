@@ -593,22 +593,53 @@ class State:
                     if remaining == sub.topics:
                         continue
                 if remaining:
-                    await db.execute(
-                        "UPDATE OR REPLACE subscriptions SET topics = ?, topics_key = ? "
-                        "WHERE id = ?",
-                        (_json_list(remaining), topics_key(remaining), sub.id),
-                    )
+                    key = topics_key(remaining)
+                    async with db.execute(
+                        "SELECT 1 FROM subscriptions WHERE platform = ? AND channel = ? AND "
+                        "topics_key = ? AND id != ?",
+                        (platform, channel, key, sub.id),
+                    ) as cur:
+                        twin = await cur.fetchone()
+                    if twin is not None:
+                        # What is left equals another subscription of this channel: keep that
+                        # one (and its settings) rather than overwrite it.
+                        await self._delete_subscription(db, sub.id)
+                    else:
+                        await db.execute(
+                            "UPDATE subscriptions SET topics = ?, topics_key = ? WHERE id = ?",
+                            (_json_list(remaining), key, sub.id),
+                        )
                 else:
-                    await db.execute("DELETE FROM subscriptions WHERE id = ?", (sub.id,))
+                    await self._delete_subscription(db, sub.id)
                 changed += 1
             return changed
 
         return await self._write(body)
 
+    async def _delete_subscription(self, db: aiosqlite.Connection, sub_id: int) -> bool:
+        """Delete a subscription; when its channel has no other subscription left, its posts
+        not yet sent are dropped too (nobody there wants them any more)."""
+        async with db.execute(
+            "SELECT platform, channel FROM subscriptions WHERE id = ?", (sub_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return False
+        await db.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
+        async with db.execute(
+            "SELECT 1 FROM subscriptions WHERE platform = ? AND channel = ?", (row[0], row[1])
+        ) as cur:
+            others = await cur.fetchone()
+        if others is None:
+            await db.execute(
+                "DELETE FROM deliveries WHERE platform = ? AND channel = ? AND state IN (?, ?)",
+                (row[0], row[1], DeliveryState.PENDING, DeliveryState.PARKED),
+            )
+        return True
+
     async def remove_subscription_by_id(self, sub_id: int) -> bool:
         async def body(db: aiosqlite.Connection) -> bool:
-            cursor = await db.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
-            return cursor.rowcount > 0
+            return await self._delete_subscription(db, sub_id)
 
         return await self._write(body)
 

@@ -7,10 +7,13 @@ file in within a second, and a periodic rescan catches what events miss (network
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import signal
 import stat
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -192,12 +195,22 @@ def _read_batch(
 
 def _pool_context() -> multiprocessing.context.BaseContext:
     # fork is the cheapest start, but forking a process that runs other threads (aiosqlite's)
-    # can copy a held lock into the child; then the fork server is the safe choice.
+    # can copy a held lock into the child; then spawn. Not the fork server: its workers are
+    # its children, not ours, so they would outlive a bot killed with -9.
     if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("fork")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["bot.store"])
-    return context
+    return multiprocessing.get_context("spawn")
+
+
+def _die_with_parent() -> None:
+    """Pool initializer: on Linux, ask the kernel to end this worker when the bot dies (even by
+    kill -9), so no parser processes are left behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def _batches(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -224,7 +237,9 @@ def parse_files(
         for batch in _batches(rels, _BATCH):
             yield _read_batch(str(root), batch, max_bytes, now_s, transform)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=_pool_context(), initializer=_die_with_parent
+    ) as pool:
         pending: list[Future[list[T]]] = []
         for batch in _batches(rels, _BATCH):
             pending.append(

@@ -53,6 +53,18 @@ class ScanSummary:
     store_missing: bool = False
     refused: dict[str, str] = field(default_factory=dict)
 
+    def merge(self, later: ScanSummary) -> None:
+        """Fold a follow-up scan (of the files that were still being written) into this one."""
+        self.parsed += later.parsed
+        self.new_articles += later.new_articles
+        self.updated_articles += later.updated_articles
+        self.duplicates += later.duplicates
+        self.bad_files += later.bad_files
+        self.removed_files += later.removed_files
+        self.deliveries += later.deliveries
+        self.held_unscored += later.held_unscored
+        self.unsettled = later.unsettled
+
     def add(self, report: IngestReport) -> None:
         self.new_articles += report.new_articles
         self.updated_articles += report.updated_articles
@@ -106,12 +118,19 @@ class Worker:
     def wants(self, sub: Subscription, article: Article) -> bool:
         return judge(article, sub, self._defaults, self._clock.now()) is Verdict.DELIVER
 
-    async def prepare(self) -> ScanSummary:
+    async def prepare(self, settle: bool = False) -> ScanSummary:
         """Start-up: load the index, resolve interrupted sends, scan, sync config subscriptions.
-        The very first scan of a store records what is there without posting it."""
+        The very first scan of a store records what is there without posting it. `settle`
+        (for `run --once`, which has no later rescan): wait for files caught mid-write and
+        scan them again, so that the run sees the store whole."""
         self._index = await self._state.load_file_index()
         await self._deliverer.recover_interrupted()
         summary = await self.scan()
+        for _ in range(3):
+            if not (settle and summary.unsettled):
+                break
+            await asyncio.sleep(SETTLE_S)
+            summary.merge(await self.scan())
         wanted = [
             subscription_from_spec(s, SubscriptionSource.CONFIG) for s in self._config.subscriptions
         ]

@@ -209,6 +209,25 @@ def test_run_once_backfills_then_posts_only_what_is_new(tmp_path: Path) -> None:
 # --- (b) the long-running watcher ----------------------------------------------------------------
 
 
+def test_run_once_reports_a_bad_file_written_just_before(tmp_path: Path) -> None:
+    """`--once` has no later rescan: a file that fails while it may still be being written is
+    looked at again after the settle window, then reported, in the same run."""
+    config = write_config(tmp_path)
+    store = tmp_path / "store"
+    write_atomically(
+        store / "good.md", article_text("Fine story", "https://example.com/ok", "2026-11-01T08:00:00Z")
+    )
+    (store / "broken.md").write_text("---\ntitle: [unclosed\n", encoding="utf-8")
+
+    run = newsbot(["run", "--once", "--config", str(config)], tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "broken.md" in run.stderr
+    assert "1 bad files" in run.stderr
+    rows = sql(tmp_path / "data" / "state.db", "SELECT path, error FROM files ORDER BY path")
+    assert [r[0] for r in rows] == ["broken.md", "good.md"]
+    assert rows[0][1] and rows[1][1] is None
+
+
 def test_run_watches_the_store_and_stops_on_sigterm(
     tmp_path: Path, start_bot: Callable[..., Bot]
 ) -> None:

@@ -289,7 +289,7 @@ async def test_subscription_add_then_update_same_topics_any_case_or_order(state:
 async def test_remove_by_topic_takes_only_that_topic(state: State) -> None:
     multi, _ = await state.add_subscription(sub("news", ("AI", "Robotics")))
     only_ai, _ = await state.add_subscription(sub("news", ("AI", "Health")))
-    health, _ = await state.add_subscription(sub("news", ("Health",)))
+    health, _ = await state.add_subscription(sub("news", ("Health",), min_quality=70.0))
     elsewhere, _ = await state.add_subscription(sub("other", ("AI",)))
     changed = await state.remove_subscriptions("console", "news", "ai")
     assert changed == 2
@@ -299,7 +299,9 @@ async def test_remove_by_topic_takes_only_that_topic(state: State) -> None:
     # "AI, Health" minus AI is "Health", which the channel already had: one remains.
     healths = [s for s in by_id.values() if s.channel == "news" and s.topics == ("Health",)]
     assert len(healths) == 1
-    assert only_ai.id in by_id or health.id in by_id
+    # The subscription that already was "Health" keeps its own settings.
+    assert healths[0].id == health.id and healths[0].min_quality == 70.0
+    assert only_ai.id not in by_id
     assert await state.remove_subscriptions("console", "news", "Nonexistent") == 0
     # No topic: everything of that channel.
     assert await state.remove_subscriptions("console", "news") == 2
@@ -311,6 +313,22 @@ async def test_remove_by_id(state: State) -> None:
     assert await state.remove_subscription_by_id(stored.id) is True
     assert await state.remove_subscription_by_id(stored.id) is False
     assert await state.subscriptions() == []
+
+
+async def test_removing_a_channels_last_subscription_drops_its_unsent_posts(
+    state: State,
+) -> None:
+    first, _ = await state.add_subscription(sub("news", ("AI",)))
+    second, _ = await state.add_subscription(sub("news", ("Robotics",)))
+    await state.record_files(
+        [outcome("a.md", make_article("https://e.com/a"))], route=to(first)  # type: ignore[arg-type]
+    )
+    assert len(await state.deliveries_for("console", "news")) == 1
+    # Another subscription of the channel remains: the post may still be wanted there.
+    await state.remove_subscription_by_id(first.id)
+    assert len(await state.deliveries_for("console", "news")) == 1
+    await state.remove_subscription_by_id(second.id)
+    assert await state.deliveries_for("console", "news") == []
 
 
 async def test_backfill_takes_the_n_most_recent_matching(state: State) -> None:
