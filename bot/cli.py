@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="print one JSON object")
 
     with_config(sub.add_parser("check-config", help="validate the configuration"))
+    with_config(
+        sub.add_parser("healthcheck", help="exit 0 when the worker is alive and the store readable")
+    )
 
     subs = sub.add_parser("subscriptions", help="list, add or remove subscriptions")
     subs_sub = subs.add_subparsers(dest="action", required=True)
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return _scan(config, args.path, as_json=args.json, out=sys.stdout)
         if command == "check-config":
             return _check_config(config, sys.stdout)
+        if command == "healthcheck":
+            return _healthcheck(config, sys.stdout)
         if command == "subscriptions":
             import asyncio
 
@@ -134,6 +139,14 @@ def _scan(config: Config, path: str | None, as_json: bool, out: TextIO) -> int:
     else:
         out.write(format_report(report))
     return 0 if report.root_exists else 1
+
+
+def _healthcheck(config: Config, out: TextIO) -> int:
+    from bot.health import check_health
+
+    health = check_health(config, time.time())
+    out.write("healthy\n" if health.ok else "".join(f"unhealthy: {p}\n" for p in health.problems))
+    return 0 if health.ok else 1
 
 
 def _check_config(config: Config, out: TextIO) -> int:

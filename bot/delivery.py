@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bot.clock import Clock
+from bot.metrics import Metrics
 from bot.platforms.base import FailureScope, Notifier, PermanentError, TransientError
 from bot.state import Delivery, State
 
@@ -51,8 +52,10 @@ class Deliverer:
         policy: RetryPolicy | None = None,
         jitter: Callable[[], float] = random.random,
         concurrency: int = 8,
+        metrics: Metrics | None = None,
     ) -> None:
         self._state = state
+        self._metrics = metrics or Metrics()
         self._notifiers = dict(notifiers)
         self._clock = clock
         self._policy = policy or RetryPolicy()
@@ -125,16 +128,19 @@ class Deliverer:
         try:
             ref = await notifier.send(delivery.key, delivery.channel, article)
         except TransientError as exc:
-            return await self._retry(delivery, attempt, exc, report)
+            self._observe(delivery, "rate_limited" if exc.retry_after_s else "retry", started)
+            return await self._retry(delivery, attempt, exc, report, started)
         except PermanentError as exc:
-            return await self._give_up(delivery, attempt, exc, report)
+            self._observe(delivery, f"refused_{exc.scope}", started)
+            return await self._give_up(delivery, attempt, exc, report, started)
         except Exception as exc:
             # An error the adapter did not map (a bug, or an SDK surprise): whether the message
             # went out is unknown, so retry with backoff rather than leave the row `sending`
             # until a restart. Only the type is recorded: SDK messages can carry URLs.
+            self._observe(delivery, "error", started)
             unexpected = TransientError(f"unexpected {type(exc).__name__} from the notifier")
-            return await self._retry(delivery, attempt, unexpected, report)
-        latency_ms = (self._clock.monotonic() - started) * 1000
+            return await self._retry(delivery, attempt, unexpected, report, started)
+        latency_ms = self._observe(delivery, "sent", started)
         await self._state.mark_sent(delivery.id, ref.message_id)
         report.sent += 1
         log.info(
@@ -143,15 +149,33 @@ class Deliverer:
         )
         return True
 
+    def _observe(self, delivery: Delivery, outcome: str, started: float) -> float:
+        """Count the attempt's outcome and latency; returns the latency in milliseconds."""
+        latency_s = self._clock.monotonic() - started
+        self._metrics.observe_send(delivery.platform, outcome, latency_s)
+        if outcome == "rate_limited":
+            self._metrics.count_rate_limit(delivery.platform)
+        return latency_s * 1000
+
+    def _latency_ms(self, started: float) -> float:
+        return (self._clock.monotonic() - started) * 1000
+
     async def _retry(
-        self, delivery: Delivery, attempt: int, exc: TransientError, report: RoundReport
+        self,
+        delivery: Delivery,
+        attempt: int,
+        exc: TransientError,
+        report: RoundReport,
+        started: float,
     ) -> bool:
         if attempt >= self._policy.max_attempts:
             await self._state.mark_failed(delivery.id, f"gave up after {attempt} attempts: {exc}")
             report.failed += 1
             log.error(
-                "delivery failed platform=%s channel=%s article=%s attempt=%d reason=%s",
-                delivery.platform, delivery.channel, delivery.article_key, attempt, exc.reason,
+                "delivery failed platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f "
+                "reason=%s",
+                delivery.platform, delivery.channel, delivery.article_key, attempt,
+                self._latency_ms(started), exc.reason,
             )
             return True
         wait_s = (
@@ -167,16 +191,26 @@ class Deliverer:
             await self._state.hold_channel(delivery.platform, delivery.channel, retry_at)
         report.retried += 1
         log.warning(
-            "delivery retry platform=%s channel=%s article=%s attempt=%d wait_s=%.2f reason=%s",
-            delivery.platform, delivery.channel, delivery.article_key, attempt, wait_s, exc.reason,
+            "delivery retry platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f "
+            "wait_s=%.2f reason=%s",
+            delivery.platform, delivery.channel, delivery.article_key, attempt,
+            self._latency_ms(started), wait_s, exc.reason,
         )
         return exc.retry_after_s is None
 
     async def _give_up(
-        self, delivery: Delivery, attempt: int, exc: PermanentError, report: RoundReport
+        self,
+        delivery: Delivery,
+        attempt: int,
+        exc: PermanentError,
+        report: RoundReport,
+        started: float,
     ) -> bool:
-        line = "platform=%s channel=%s article=%s attempt=%d reason=%s"
-        args = (delivery.platform, delivery.channel, delivery.article_key, attempt, exc.reason)
+        line = "platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f reason=%s"
+        args = (
+            delivery.platform, delivery.channel, delivery.article_key, attempt,
+            self._latency_ms(started), exc.reason,
+        )
         if exc.scope is FailureScope.DELIVERY:
             await self._state.mark_failed(delivery.id, exc.reason)
             report.failed += 1

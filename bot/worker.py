@@ -13,6 +13,7 @@ from bot.articles import Article
 from bot.clock import Clock
 from bot.config import Config, SubscriptionSpec
 from bot.delivery import Deliverer
+from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
 from bot.state import IngestReport, RouteFn, State
 from bot.store import (
@@ -29,6 +30,8 @@ from bot.subscriptions import Subscription, SubscriptionSource
 log = logging.getLogger(__name__)
 
 _BASELINE_KEY = "store_baseline_done"
+HEARTBEAT_KEY = "worker_heartbeat"
+HEARTBEAT_INTERVAL_S = 10.0
 # How long a graceful stop waits for sends in flight before leaving them `sending` (safe: they
 # are resolved at the next start).
 STOP_GRACE_S = 8.0
@@ -101,8 +104,16 @@ def subscription_from_spec(spec: SubscriptionSpec, source: SubscriptionSource) -
 
 
 class Worker:
-    def __init__(self, config: Config, state: State, deliverer: Deliverer, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        state: State,
+        deliverer: Deliverer,
+        clock: Clock,
+        metrics: Metrics | None = None,
+    ) -> None:
         self._config = config
+        self.metrics = metrics or Metrics()
         self._state = state
         self._deliverer = deliverer
         self._clock = clock
@@ -202,7 +213,10 @@ class Worker:
             for outcome in outcomes:
                 self._index[outcome.path] = outcome.stamp
                 if outcome.error is not None:
+                    self.metrics.bad_files += 1
                     log.warning("bad article file %s: %s", outcome.path, outcome.error)
+                else:
+                    self.metrics.articles_parsed += 1
             if report.deliveries:
                 self.outbox_changed.set()
         if baseline:
@@ -233,10 +247,13 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch, rescan and deliver until `stop` is set."""
         rescan_needed = asyncio.Event()
+        # The first beat before "watching" is logged: healthy from then on.
+        await self._state.set_meta(HEARTBEAT_KEY, repr(self._clock.time()))
         tasks = [
             asyncio.create_task(self._watch(stop, rescan_needed), name="watch"),
             asyncio.create_task(self._rescan_timer(stop, rescan_needed), name="rescan-timer"),
             asyncio.create_task(self._scan_loop(stop, rescan_needed), name="scan"),
+            asyncio.create_task(self._heartbeat(stop), name="heartbeat"),
         ]
         delivery = asyncio.create_task(self._delivery_loop(stop), name="deliver")
         # Files written between the start-up scan and the moment the watcher is armed raise no
@@ -260,6 +277,28 @@ class Worker:
                 await asyncio.wait_for(delivery, STOP_GRACE_S)
             except TimeoutError:
                 log.warning("stopping with sends still in flight; they resume at next start")
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Record that the worker is alive, for `newsbot healthcheck` in another process."""
+        while not stop.is_set():
+            try:
+                await self._state.set_meta(HEARTBEAT_KEY, repr(self._clock.time()))
+            except Exception:
+                log.exception("could not record the heartbeat")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL_S)
+
+    async def store_lag_s(self) -> float:
+        """Age of the newest store file not processed yet (0 when the worker is caught up)."""
+        listing = await asyncio.to_thread(list_store, self._config.store.path)
+        waiting = [
+            stamp.mtime_ns
+            for path, stamp in listing.files.items()
+            if self._index.get(path) != stamp
+        ]
+        if not waiting:
+            return 0.0
+        return max(0.0, self._clock.time() - max(waiting) / 1e9)
 
     async def _watch(self, stop: asyncio.Event, rescan_needed: asyncio.Event) -> None:
         if not self._config.store.watch:
