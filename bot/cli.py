@@ -41,7 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("path", nargs="?", help="store folder (default: the config's store.path)")
     scan.add_argument("--json", action="store_true", help="print one JSON object")
 
-    with_config(sub.add_parser("check-config", help="validate the configuration"))
+    check = with_config(sub.add_parser("check-config", help="validate the configuration"))
+    check.add_argument(
+        "--show", action="store_true", help="print the effective configuration, secrets masked"
+    )
     with_config(
         sub.add_parser("healthcheck", help="exit 0 when the worker is alive and the store readable")
     )
@@ -90,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         if command == "scan":
             return _scan(config, args.path, as_json=args.json, out=sys.stdout)
         if command == "check-config":
+            if args.show:
+                from bot.config import effective_config
+
+                sys.stdout.write(effective_config(config, os.environ))
+                return 0
             return _check_config(config, sys.stdout)
         if command == "healthcheck":
             return _healthcheck(config, sys.stdout)
@@ -150,8 +158,11 @@ def _healthcheck(config: Config, out: TextIO) -> int:
 
 
 def _check_config(config: Config, out: TextIO) -> int:
+    from bot.config import missing_secrets
+
+    problems = missing_secrets(config, os.environ)
     where = config.source or "embedded defaults"
-    out.write(f"{where}: ok\n")
+    out.write(f"{where}: {'ok' if not problems else 'problems found'}\n")
     out.write(f"  store: {config.store.path}\n  database: {config.database.path}\n")
     out.write(
         f"  min_quality: {config.min_quality:g}, include_unscored: "
@@ -162,7 +173,9 @@ def _check_config(config: Config, out: TextIO) -> int:
     for spec in config.subscriptions:
         topics = ", ".join(spec.topics) or "all topics"
         out.write(f"  subscription: {spec.platform}:{spec.channel} — {topics}\n")
-    return 0
+    for problem in problems:
+        out.write(f"  error: {problem}\n")
+    return 1 if problems else 0
 
 
 async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) -> int:

@@ -8,6 +8,7 @@ named by `<VAR>_FILE` (see `read_secret`).
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,10 @@ PLATFORMS = ("console", "discord", "slack")
 
 class ConfigError(Exception):
     """A config problem; the message names the key, the file and the fix."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key  # dotted, e.g. "subscriptions[1].min_quality", to find its line
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +133,8 @@ class _Reader:
     def fail(self, key: str, expected: str, value: Any) -> ConfigError:
         return ConfigError(
             f"{self.source}: `{self._name(key)}` must be {expected}, got {value!r} "
-            f"({type(value).__name__})"
+            f"({type(value).__name__})",
+            key=self._name(key),
         )
 
     def check_unknown(self, known: set[str]) -> None:
@@ -136,7 +142,9 @@ class _Reader:
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"; did you mean `{self.where}{close[0]}`?" if close else ""
-                raise ConfigError(f"{self.source}: unknown key `{self._name(key)}`{hint}")
+                raise ConfigError(
+                    f"{self.source}: unknown key `{self._name(key)}`{hint}", key=self._name(key)
+                )
 
     def number(self, key: str, default: float | None, *, minimum: float = 0.0) -> float | None:
         value = self.table.get(key, default)
@@ -352,8 +360,42 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
-    config = parse_config(data, str(path), path.resolve().parent)
+    try:
+        config = parse_config(data, str(path), path.resolve().parent)
+    except ConfigError as exc:
+        line = locate_key(raw.decode("utf-8"), exc.key) if exc.key else None
+        if line is None:
+            raise
+        message = str(exc).replace(f"{path}: ", f"{path}:{line}: ", 1)
+        raise ConfigError(message, key=exc.key) from None
     return replace(config, source=path)
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(?:#.*)?$")
+_ASSIGNMENT = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+
+
+def locate_key(text: str, dotted: str) -> int | None:
+    """The 1-based line where `dotted` ("store.path", "subscriptions[1].topics") is set, so an
+    error can point at it. Plain TOML layouts only; None when it can't be found."""
+    match = re.fullmatch(r"(?:([A-Za-z_]+)(?:\[(\d+)\])?\.)?([A-Za-z0-9_\-]+)", dotted)
+    if match is None:
+        return None
+    table, index, key = match.group(1) or "", match.group(2), match.group(3)
+    current, seen_arrays = "", -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            current = header.group(2).strip()
+            if header.group(1) == "[[" and current == table:
+                seen_arrays += 1
+            continue
+        assignment = _ASSIGNMENT.match(line)
+        if not assignment or assignment.group(1) != key or current != table:
+            continue
+        if index is None or seen_arrays == int(index):
+            return number
+    return None
 
 
 def find_config(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Config:
@@ -386,3 +428,114 @@ def read_secret(name: str, environ: Mapping[str, str]) -> str | None:
             f"{name}_FILE ({file_name}) is empty; put the secret in it, or unset {name}_FILE"
         )
     return value
+
+
+SECRET_VARIABLES = (
+    "DISCORD_TOKEN",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+)
+
+
+def webhook_variable(platform: str, channel: str) -> str | None:
+    """The environment variable holding a webhook target's URL (`channel = "webhook:NAME"`)."""
+    if not channel.startswith("webhook:"):
+        return None
+    name = re.sub(r"[^A-Za-z0-9]", "_", channel.removeprefix("webhook:")).upper()
+    return f"{platform.upper()}_WEBHOOK_{name}"
+
+
+def describe_secret(name: str, environ: Mapping[str, str]) -> str:
+    """Where a secret comes from, never its value."""
+    if environ.get(name):
+        return f"{name}: set (from the environment)"
+    if environ.get(f"{name}_FILE"):
+        return f"{name}: set (from the file named by {name}_FILE)"
+    return f"{name}: not set"
+
+
+def effective_config(config: Config, environ: Mapping[str, str]) -> str:
+    """The configuration as newsbot will use it, defaults filled in; secrets masked."""
+    lines = [
+        f"# effective configuration ({config.source or 'embedded defaults'})",
+        f"min_quality = {config.min_quality:g}",
+        f"include_unscored = {str(config.include_unscored).lower()}",
+        f"max_age_days = {config.max_age_days if config.max_age_days is not None else 'off'}",
+        "[store]",
+        f'path = "{config.store.path}"',
+        f"rescan_interval_s = {config.store.rescan_interval_s:g}",
+        f"max_file_bytes = {config.store.max_file_bytes}",
+        f"watch = {str(config.store.watch).lower()}",
+        f"parallel_threshold = {config.store.parallel_threshold}",
+        "[database]",
+        f'path = "{config.database.path}"',
+        "[render]",
+        f"max_related = {config.render.max_related}",
+        f"show_images = {str(config.render.show_images).lower()}",
+        f"show_quality = {str(config.render.show_quality).lower()}",
+        f"show_topics = {str(config.render.show_topics).lower()}",
+        f"unfurl_links = {str(config.render.unfurl_links).lower()}",
+        "[logging]",
+        f'level = "{config.log_level}"',
+        f'format = "{config.log_format}"',
+        "[discord]",
+        f'api_base_url = "{config.discord.api_base_url}"',
+        f"commands = {str(config.discord.commands).lower()}",
+        f"guild_ids = {list(config.discord.guild_ids)}",
+        "[slack]",
+        f'api_base_url = "{config.slack.api_base_url}"',
+        f'commands = "{config.slack.commands}"',
+        f'manage = "{config.slack.manage}"',
+        f"manage_user_ids = {list(config.slack.manage_user_ids)}",
+        "[http]",
+        f"enabled = {str(config.http.enabled).lower()}",
+        f'host = "{config.http.host}"',
+        f"port = {config.http.port}",
+    ]
+    for spec in config.subscriptions:
+        lines += [
+            "[[subscriptions]]",
+            f'platform = "{spec.platform}"',
+            f'channel = "{spec.channel}"',
+            f"topics = {list(spec.topics)}",
+            "min_quality = "
+            + (f"{spec.min_quality:g}" if spec.min_quality is not None else "(global)"),
+            f"backfill = {spec.backfill}",
+        ]
+    secrets = list(SECRET_VARIABLES)
+    for spec in config.subscriptions:
+        variable = webhook_variable(spec.platform, spec.channel)
+        if variable:
+            secrets.append(variable)
+    lines.append("# secrets (values never shown)")
+    lines += [f"#   {describe_secret(name, environ)}" for name in secrets]
+    return "\n".join(lines) + "\n"
+
+
+def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
+    """Secrets the configured subscriptions need but cannot get, each with the fix."""
+    needs: dict[str, str] = {}
+    for spec in config.subscriptions:
+        variable = webhook_variable(spec.platform, spec.channel)
+        if variable:
+            needs[variable] = f"the {spec.platform} webhook target {spec.channel!r}"
+        elif spec.platform == "discord":
+            needs["DISCORD_TOKEN"] = "discord subscriptions"
+        elif spec.platform == "slack":
+            needs["SLACK_BOT_TOKEN"] = "slack subscriptions"
+    if any(s.platform == "slack" for s in config.subscriptions):
+        if config.slack.commands == "socket":
+            needs["SLACK_APP_TOKEN"] = 'slack.commands = "socket"'
+        elif config.slack.commands == "http":
+            needs["SLACK_SIGNING_SECRET"] = 'slack.commands = "http"'
+    problems = []
+    for variable, why in needs.items():
+        try:
+            value = read_secret(variable, environ)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        if not value:
+            problems.append(f"{why}: set {variable} (or {variable}_FILE) in the environment")
+    return problems

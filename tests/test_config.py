@@ -410,3 +410,78 @@ def test_empty_secret_file_is_an_error_not_an_empty_token(tmp_path: Path) -> Non
     secret.write_text("\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"DISCORD_TOKEN_FILE .* is empty"):
         read_secret("DISCORD_TOKEN", {"DISCORD_TOKEN_FILE": str(secret)})
+
+
+# --- errors point at the line; the effective config hides secrets ------------------------------
+
+
+def test_a_wrong_type_names_the_file_line_key_and_expected_type(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'min_quality = 40\n[store]\npath = "seeds"\nrescan_interval_s = "often"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:4: ")
+    assert "`store.rescan_interval_s`" in message and "a number" in message
+
+
+def test_an_unknown_key_in_the_second_subscription_points_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[subscriptions]]\nplatform = "console"\nchannel = "a"\nmin_qualty = 1\n'
+        '[[subscriptions]]\nplatform = "console"\nchannel = "b"\nmin_qualty = 3\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    # The first subscription's typo is found first, at line 4.
+    assert str(caught.value).startswith(f"{path}:4: unknown key `subscriptions[0].min_qualty`")
+    assert "did you mean `subscriptions[0].min_quality`" in str(caught.value)
+
+
+def test_effective_config_masks_secrets(tmp_path: Path) -> None:
+    from bot.config import effective_config
+
+    token_file = tmp_path / "token"
+    token_file.write_text("file-secret-value\n", encoding="utf-8")
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[subscriptions]]\nplatform = "discord"\nchannel = "webhook:team-news"\n',
+        encoding="utf-8",
+    )
+    environ = {
+        "DISCORD_TOKEN": "env-secret-value",
+        "SLACK_BOT_TOKEN_FILE": str(token_file),
+        "DISCORD_WEBHOOK_TEAM_NEWS": "https://discord.com/api/webhooks/1/secret-path",
+    }
+    shown = effective_config(load_config(path), environ)
+    assert "DISCORD_TOKEN: set (from the environment)" in shown
+    assert "SLACK_BOT_TOKEN: set (from the file named by SLACK_BOT_TOKEN_FILE)" in shown
+    assert "DISCORD_WEBHOOK_TEAM_NEWS: set" in shown
+    assert "SLACK_APP_TOKEN: not set" in shown
+    for secret in ("env-secret-value", "file-secret-value", "secret-path"):
+        assert secret not in shown
+
+
+def test_missing_secrets_are_named_with_the_fix(tmp_path: Path) -> None:
+    from bot.config import missing_secrets
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[[subscriptions]]\nplatform = "discord"\nchannel = "123"\n'
+        '[[subscriptions]]\nplatform = "slack"\nchannel = "C1"\n'
+        '[slack]\ncommands = "http"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path)
+    problems = missing_secrets(config, {})
+    assert any("DISCORD_TOKEN (or DISCORD_TOKEN_FILE)" in p for p in problems)
+    assert any("SLACK_BOT_TOKEN" in p for p in problems)
+    assert any("SLACK_SIGNING_SECRET" in p for p in problems)
+    assert missing_secrets(
+        config,
+        {"DISCORD_TOKEN": "a", "SLACK_BOT_TOKEN": "b", "SLACK_SIGNING_SECRET": "c"},
+    ) == []
