@@ -88,8 +88,21 @@ def normalize_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, "&".join(fields), ""))
 
 
+# White space or control characters never belong in a host name.
+_BAD_HOST_CHAR = re.compile(r"[\s\x00-\x1f]")
+
+
+# The common shape (plain host, optional port) is accepted without a full parse; anything
+# else takes the careful path below. Article files hold several URLs each.
+_PLAIN_HTTP_URL = re.compile(r"(?i)https?://[a-z0-9.\-]+(?::(\d{1,5}))?(?=[/?#]|$)")
+
+
 def is_http_url(url: str) -> bool:
     """True when `url` is an absolute http(s) URL with a host: the only kind we link to."""
+    url = url.strip()
+    plain = _PLAIN_HTTP_URL.match(url)
+    if plain and url[plain.end() - 1] != "." and (not plain[1] or int(plain[1]) <= 65535):
+        return True
     try:
         parts = urlsplit(url.strip())
         _ = parts.port  # raises ValueError for a port out of range or not a number
@@ -99,7 +112,7 @@ def is_http_url(url: str) -> bool:
     return (
         parts.scheme.lower() in ("http", "https")
         and bool(host)
-        and not any(ch.isspace() or ord(ch) < 32 for ch in host or "")
+        and _BAD_HOST_CHAR.search(host or "") is None
     )
 
 
