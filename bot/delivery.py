@@ -81,8 +81,12 @@ class Deliverer:
             try:
                 ref = await notifier.find_sent(delivery.key, delivery.channel)
             except (TransientError, PermanentError) as exc:
+                # Unknown: keep the doubt, so the lookup is made again before any resend.
                 log.warning("could not check whether %s was posted: %s", delivery.key, exc)
-                ref = None
+                await self._state.mark_retry(
+                    delivery.id, self._clock.time(), "interrupted", uncertain=True
+                )
+                continue
             if ref is not None:
                 await self._state.mark_sent(delivery.id, ref.message_id)
                 found += 1
@@ -123,6 +127,8 @@ class Deliverer:
             report.failed += 1
             return True
         attempt = delivery.attempts + 1
+        if delivery.uncertain and await self._already_posted(delivery, report):
+            return True
         await self._state.mark_sending(delivery.id)
         started = self._clock.monotonic()
         try:
@@ -138,7 +144,9 @@ class Deliverer:
             # went out is unknown, so retry with backoff rather than leave the row `sending`
             # until a restart. Only the type is recorded: SDK messages can carry URLs.
             self._observe(delivery, "error", started)
-            unexpected = TransientError(f"unexpected {type(exc).__name__} from the notifier")
+            unexpected = TransientError(
+                f"unexpected {type(exc).__name__} from the notifier", maybe_sent=True
+            )
             return await self._retry(delivery, attempt, unexpected, report, started)
         latency_ms = self._observe(delivery, "sent", started)
         await self._state.mark_sent(delivery.id, ref.message_id)
@@ -146,6 +154,29 @@ class Deliverer:
         log.info(
             "delivery sent platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f",
             delivery.platform, delivery.channel, delivery.article_key, attempt, latency_ms,
+        )
+        return True
+
+    async def _already_posted(self, delivery: Delivery, report: RoundReport) -> bool:
+        """An earlier attempt may have posted: ask the platform before posting again. A failed
+        lookup postpones the row (still uncertain) rather than risk a duplicate."""
+        notifier = self._notifiers[delivery.platform]
+        try:
+            ref = await notifier.find_sent(delivery.key, delivery.channel)
+        except (TransientError, PermanentError) as exc:
+            wait_s = self._policy.backoff_s(delivery.attempts, self._jitter())
+            await self._state.mark_retry(
+                delivery.id, self._clock.time() + wait_s, f"lookup failed: {exc}", uncertain=True
+            )
+            report.retried += 1
+            return True
+        if ref is None:
+            return False
+        await self._state.mark_sent(delivery.id, ref.message_id)
+        report.sent += 1
+        log.info(
+            "delivery found platform=%s channel=%s article=%s attempt=%d (already posted)",
+            delivery.platform, delivery.channel, delivery.article_key, delivery.attempts,
         )
         return True
 
@@ -184,7 +215,7 @@ class Deliverer:
             else self._policy.backoff_s(attempt, self._jitter())
         )
         retry_at = self._clock.time() + wait_s
-        await self._state.mark_retry(delivery.id, retry_at, exc.reason)
+        await self._state.mark_retry(delivery.id, retry_at, exc.reason, uncertain=exc.maybe_sent)
         if exc.retry_after_s is not None:
             # A rate limit applies to the whole channel: its other rows wait too, in later
             # rounds as well as this one.

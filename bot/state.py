@@ -102,6 +102,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX files_by_article ON files (article_key);
     """,
+    # A row whose last attempt may have reached the platform without an answer: before it is
+    # sent again, the platform is asked whether the post is already there.
+    """
+    ALTER TABLE deliveries ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 # How long to keep trying when another process holds the write lock.
@@ -132,6 +137,7 @@ class Delivery:
     next_attempt_at: float
     last_error: str | None
     message_ref: str | None
+    uncertain: bool = False  # the last attempt may have posted: look before sending again
 
     @property
     def key(self) -> str:
@@ -720,6 +726,7 @@ class State:
             next_attempt_at=row["next_attempt_at"],
             last_error=row["last_error"],
             message_ref=row["message_ref"],
+            uncertain=bool(row["uncertain"]),
         )
 
     async def due_deliveries(
@@ -779,15 +786,19 @@ class State:
     async def mark_sent(self, delivery_id: int, message_ref: str | None) -> None:
         await self._update_delivery(
             delivery_id,
-            "state = ?, message_ref = ?, last_error = NULL",
+            "state = ?, message_ref = ?, last_error = NULL, uncertain = 0",
             (DeliveryState.SENT, message_ref),
         )
 
-    async def mark_retry(self, delivery_id: int, next_attempt_at: float, error: str) -> None:
+    async def mark_retry(
+        self, delivery_id: int, next_attempt_at: float, error: str, uncertain: bool = False
+    ) -> None:
+        """Back to pending. `uncertain`: the attempt may have posted; once set, it stays set
+        until the row is sent (a later, clean failure does not undo an earlier doubt)."""
         await self._update_delivery(
             delivery_id,
-            "state = ?, next_attempt_at = ?, last_error = ?",
-            (DeliveryState.PENDING, next_attempt_at, error),
+            "state = ?, next_attempt_at = ?, last_error = ?, uncertain = MAX(uncertain, ?)",
+            (DeliveryState.PENDING, next_attempt_at, error, int(uncertain)),
         )
 
     async def hold_channel(self, platform: str, channel: str, until: float) -> int:

@@ -365,3 +365,76 @@ async def test_stop_lets_the_send_in_flight_finish_and_starts_no_more(harness: H
     assert report.sent == 1 and len(fake.attempts) == 1
     states = [r.state for r in await harness.rows("news")]
     assert states == [DeliveryState.SENT, DeliveryState.PENDING, DeliveryState.PENDING]
+
+
+async def test_a_send_that_may_have_posted_is_looked_up_before_the_next_attempt(
+    harness: Harness,
+) -> None:
+    sub = await harness.subscribe("news")
+    await harness.enqueue(sub)
+    notifier = FakeNotifier()
+    notifier.failures["news"] = [TransientError("no answer", maybe_sent=True)]
+    d = deliverer(harness, notifier)
+    await d.deliver_due()
+    (row,) = await harness.rows("news")
+    assert row.state is DeliveryState.PENDING and row.uncertain
+    # The platform did store it: the lookup finds it and nothing is posted again.
+    notifier.posted[row.key] = SentRef("found-1")
+    harness.clock.advance(3600)
+    await d.deliver_due()
+    (row,) = await harness.rows("news")
+    assert row.state is DeliveryState.SENT and row.message_ref == "found-1"
+    assert not row.uncertain
+    assert notifier.find_calls == [(row.key, "news")]
+    assert len(notifier.attempts) == 1 and notifier.sent == []
+
+
+async def test_a_later_clean_failure_keeps_the_doubt(harness: Harness) -> None:
+    sub = await harness.subscribe("news")
+    await harness.enqueue(sub)
+    notifier = FakeNotifier()
+    notifier.failures["news"] = [
+        TransientError("no answer", maybe_sent=True),
+        TransientError("rate limited", retry_after_s=5),
+    ]
+    d = deliverer(harness, notifier)
+    await d.deliver_due()
+    harness.clock.advance(3600)
+    await d.deliver_due()  # looked up (not found), sent, rate limited
+    (row,) = await harness.rows("news")
+    assert row.uncertain and len(notifier.find_calls) == 1
+    harness.clock.advance(10)
+    await d.deliver_due()
+    (row,) = await harness.rows("news")
+    assert row.state is DeliveryState.SENT and len(notifier.find_calls) == 2
+    assert len(notifier.sent) == 1
+
+
+async def test_an_interrupted_send_whose_lookup_fails_is_not_resent_blindly(
+    harness: Harness,
+) -> None:
+    sub = await harness.subscribe("news")
+    await harness.enqueue(sub)
+    (row,) = await harness.rows("news")
+    await harness.state.mark_sending(row.id)  # as a crash mid-send leaves it
+
+    class LookupDown(FakeNotifier):
+        down = True
+
+        async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
+            self.find_calls.append((delivery_key, channel))
+            if self.down:
+                raise TransientError("history unavailable")
+            return None
+
+    notifier = LookupDown()
+    d = deliverer(harness, notifier)
+    await d.recover_interrupted()
+    await d.deliver_due()
+    assert notifier.attempts == []  # the lookup failed again in the round: no blind resend
+    (row,) = await harness.rows("news")
+    assert row.state is DeliveryState.PENDING and row.uncertain
+    notifier.down = False
+    harness.clock.advance(3600)
+    await d.deliver_due()
+    assert len(notifier.sent) == 1

@@ -24,12 +24,17 @@ class FailureScope(StrEnum):
 
 
 class TransientError(Exception):
-    """Try again later: after `retry_after_s` when the platform said, else with backoff."""
+    """Try again later: after `retry_after_s` when the platform said, else with backoff.
+    `maybe_sent`: no answer came (a dropped connection, a timeout, a 5xx after the request was
+    read), so the post may exist: the next attempt asks `find_sent` before posting again."""
 
-    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after_s: float | None = None, maybe_sent: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after_s = retry_after_s
+        self.maybe_sent = maybe_sent
 
 
 class PermanentError(Exception):
