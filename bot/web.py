@@ -1,4 +1,4 @@
-"""The HTTP face: `/healthz`, `/readyz` and Slack's slash-command endpoint.
+"""The HTTP face: `/healthz`, `/readyz`, `/metrics` and Slack's slash-command endpoint.
 
 `POST /slack/commands` trusts nothing it has not verified: the signature is checked on the raw
 body (HMAC-SHA256 with the signing secret, constant-time, timestamp within 5 minutes) before
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SlashAnswer = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
 ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
+MetricsText = Callable[[], Awaitable[str]]
 
 # A slash command is a few hundred bytes; refuse to buffer much more before verifying it.
 MAX_BODY_BYTES = 64 * 1024
@@ -30,6 +31,9 @@ MAX_BODY_BYTES = 64 * 1024
 _ANSWER: web.AppKey[SlashAnswer] = web.AppKey("slash_answer")
 _VERIFIER: web.AppKey[SignatureVerifier] = web.AppKey("signature_verifier")
 _READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
+_METRICS: web.AppKey[MetricsText] = web.AppKey("metrics")
+# Prometheus' text exposition format.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _VerifierClock(SignatureClock):
@@ -67,6 +71,11 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    body = await request.app[_METRICS]()
+    return web.Response(body=body.encode("utf-8"), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
 async def _slack_commands(request: web.Request) -> web.Response:
     body = await request.read()
     if not is_signed_by_slack(request.app[_VERIFIER], body, request.headers):
@@ -90,15 +99,19 @@ def create_app(
     slash_answer: SlashAnswer | None = None,
     signing_secret: str | None = None,
     readiness: ReadinessCheck | None = None,
+    metrics: MetricsText | None = None,
     clock: Clock | None = None,
 ) -> web.Application:
-    """The routes: `/healthz` and `/readyz` always, `/slack/commands` when given a handler
-    (which then needs the signing secret)."""
+    """The routes: `/healthz` and `/readyz` always, `/metrics` when given the metrics,
+    `/slack/commands` when given a handler (which then needs the signing secret)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     if readiness is not None:
         app[_READINESS] = readiness
+    if metrics is not None:
+        app[_METRICS] = metrics
+        app.router.add_get("/metrics", _metrics)
     if slash_answer is not None:
         if not signing_secret:
             raise ValueError("the Slack command endpoint needs the signing secret")
