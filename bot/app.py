@@ -15,7 +15,7 @@ from typing import TextIO
 
 from bot.clock import Clock, SystemClock
 from bot.commands import Commands
-from bot.config import Config, ConfigError
+from bot.config import Config, ConfigError, read_secret
 from bot.delivery import Deliverer
 from bot.platforms.base import Notifier, PermanentError
 from bot.platforms.console import ConsoleNotifier
@@ -25,6 +25,7 @@ from bot.worker import Worker, routing_defaults, summary_lines
 log = logging.getLogger(__name__)
 
 SLACK_TOKEN_VARS = ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN_FILE")
+DISCORD_TOKEN_VAR = "DISCORD_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,9 @@ def build_notifiers(
         from bot.platforms.slack import create_slack_notifier
 
         notifiers["slack"] = create_slack_notifier(config.slack, config.render, environ, clock)
+    discord = build_discord(config, environ, wanted)
+    if discord is not None:
+        notifiers["discord"] = discord
     for platform in sorted(wanted - set(notifiers)):
         log.warning(
             "subscriptions for %s wait: the %s platform is not available in this build",
@@ -56,6 +60,54 @@ def build_notifiers(
             platform,
         )
     return notifiers
+
+
+# --- Discord ------------------------------------------------------------------------------------
+
+
+def build_discord(
+    config: Config, environ: Mapping[str, str], wanted: Collection[str]
+) -> Notifier | None:
+    """The Discord notifier when a bot token is set or a subscription (config or database)
+    targets Discord; None when neither. A Discord subscription without a token is a
+    configuration error that names the variable to set."""
+    token = read_secret(DISCORD_TOKEN_VAR, environ)
+    if token is None:
+        if "discord" in wanted:
+            raise ConfigError(
+                f"subscriptions target Discord but no bot token is set: set {DISCORD_TOKEN_VAR} "
+                f"(or {DISCORD_TOKEN_VAR}_FILE) to the bot's token (see docs/discord.md)"
+            )
+        return None
+    # Imported only when wanted: discord.py stays behind its adapter.
+    from bot.platforms.discord import create_discord_notifier
+
+    return create_discord_notifier(token, config.discord, config.render, environ)
+
+
+async def start_discord_gateway(
+    config: Config,
+    state: State,
+    notifiers: Mapping[str, Notifier],
+    clock: Clock,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """With `[discord] commands` on: sync the slash commands if they changed and connect the
+    gateway beside the worker; `stack` closes the connection (before the notifier closes)."""
+    discord = notifiers.get("discord")
+    if discord is None or not config.discord.commands:
+        return
+    from bot.platforms.discord import DiscordNotifier
+    from bot.platforms.discord_commands import DiscordGateway
+
+    assert isinstance(discord, DiscordNotifier)
+    commands = Commands(state, routing_defaults(config), clock)
+    gateway = DiscordGateway(discord, commands, state, config.discord, config.render)
+    await gateway.start()
+    stack.push_async_callback(gateway.aclose)
+
+
+# --------------------------------------------------------------------------------------------------
 
 
 async def _start_services(
@@ -130,7 +182,7 @@ async def run_bot(
             raise ConfigError(exc.reason) from None
         deliverer = Deliverer(state, notifiers, clock)
         worker = Worker(config, state, deliverer, clock)
-        summary = await worker.prepare()
+        summary = await worker.prepare(settle=once)
         if once:
             await worker.deliver_until_idle()
         for line in summary_lines(summary, config):
@@ -144,6 +196,7 @@ async def run_bot(
                 running = await _start_services(
                     config, state, worker, deliverer, notifiers, environ, clock, services
                 )
+                await start_discord_gateway(config, state, notifiers, clock, services)
             except PermanentError as exc:
                 raise ConfigError(exc.reason) from None
             for sig in (signal.SIGINT, signal.SIGTERM):

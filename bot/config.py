@@ -64,6 +64,9 @@ class SubscriptionSpec:
 @dataclass(frozen=True, slots=True)
 class DiscordConfig:
     api_base_url: str = "https://discord.com/api/v10"
+    # The gateway websocket. Empty: Discord's own when api_base_url is Discord's, else the URL
+    # that `GET {api_base_url}/gateway` names (a proxy or a test double serves its own).
+    gateway_url: str = ""
     commands: bool = True  # register and answer slash commands (needs the gateway)
     guild_ids: tuple[int, ...] = ()  # sync commands to these servers at once (development)
 
@@ -252,7 +255,7 @@ def _render_style(table: Mapping[str, Any], source: str) -> RenderStyle:
 
 def _discord(table: Mapping[str, Any], source: str) -> DiscordConfig:
     r = _Reader(table, "discord.", source)
-    r.check_unknown({"api_base_url", "commands", "guild_ids"})
+    r.check_unknown({"api_base_url", "gateway_url", "commands", "guild_ids"})
     defaults = DiscordConfig()
     guild_ids = table.get("guild_ids", [])
     if not isinstance(guild_ids, list) or not all(
@@ -261,6 +264,7 @@ def _discord(table: Mapping[str, Any], source: str) -> DiscordConfig:
         raise r.fail("guild_ids", "a list of server ids (numbers)", guild_ids)
     return DiscordConfig(
         api_base_url=(r.string("api_base_url", defaults.api_base_url) or "").rstrip("/"),
+        gateway_url=r.string("gateway_url", defaults.gateway_url) or "",
         commands=bool(r.boolean("commands", defaults.commands)),
         guild_ids=tuple(guild_ids),
     )
@@ -481,6 +485,7 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
         f'format = "{config.log_format}"',
         "[discord]",
         f'api_base_url = "{config.discord.api_base_url}"',
+        f'gateway_url = "{config.discord.gateway_url}"',
         f"commands = {str(config.discord.commands).lower()}",
         f"guild_ids = {list(config.discord.guild_ids)}",
         "[slack]",
