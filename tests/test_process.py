@@ -214,9 +214,8 @@ def test_run_once_reports_a_bad_file_written_just_before(tmp_path: Path) -> None
     looked at again after the settle window, then reported, in the same run."""
     config = write_config(tmp_path)
     store = tmp_path / "store"
-    write_atomically(
-        store / "good.md", article_text("Fine story", "https://example.com/ok", "2026-11-01T08:00:00Z")
-    )
+    good = article_text("Fine story", "https://example.com/ok", "2026-11-01T08:00:00Z")
+    write_atomically(store / "good.md", good)
     (store / "broken.md").write_text("---\ntitle: [unclosed\n", encoding="utf-8")
 
     run = newsbot(["run", "--once", "--config", str(config)], tmp_path)
