@@ -256,6 +256,14 @@ class State:
         async with self._db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
+    async def ping(self) -> bool:
+        """Readiness: the database answers a query."""
+        try:
+            await self._fetchall("SELECT 1")
+        except Exception:
+            return False
+        return True
+
     # --- meta ----------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:

@@ -15,7 +15,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -226,7 +226,7 @@ def parse_files(
     parallel_threshold: int,
     workers: int | None = None,
     transform: Callable[[ParseResult], T] = _identity,  # type: ignore[assignment]
-) -> Iterator[list[T]]:
+) -> Generator[list[T], None, None]:
     """Parse `rels` in batches, in submission order. Below `parallel_threshold` files (or on
     one core) everything stays in this process; above it a process pool uses every core, with
     only a few batches in flight so memory stays bounded on any store size. `transform` (a

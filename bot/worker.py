@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 from bot.articles import Article
@@ -123,22 +123,27 @@ class Worker:
         self._store_missing_reported = False
         self._scan_lock = asyncio.Lock()
         self.outbox_changed = asyncio.Event()
+        self._stop: asyncio.Event | None = None
         self.last_heartbeat_s = clock.monotonic()
         self.store_missing = False
 
     def wants(self, sub: Subscription, article: Article) -> bool:
         return judge(article, sub, self._defaults, self._clock.now()) is Verdict.DELIVER
 
-    async def prepare(self, settle: bool = False) -> ScanSummary:
+    async def prepare(
+        self, settle: bool = False, stop: asyncio.Event | None = None
+    ) -> ScanSummary:
         """Start-up: load the index, resolve interrupted sends, scan, sync config subscriptions.
         The very first scan of a store records what is there without posting it. `settle`
         (for `run --once`, which has no later rescan): wait for files caught mid-write and
-        scan them again, so that the run sees the store whole."""
+        scan them again, so that the run sees the store whole. `stop` cuts a long scan short
+        between batches (what was recorded stays; the rest is scanned at the next start)."""
+        self._stop = stop
         self._index = await self._state.load_file_index()
         await self._deliverer.recover_interrupted()
         summary = await self.scan()
         for _ in range(3):
-            if not (settle and summary.unsettled):
+            if not (settle and summary.unsettled) or (stop is not None and stop.is_set()):
                 break
             await asyncio.sleep(SETTLE_S)
             summary.merge(await self.scan())
@@ -197,14 +202,19 @@ class Worker:
             summary.add(await self._state.record_files([], removed=changes.removed))
             for path in changes.removed:
                 self._index.pop(path, None)
-        batches: Iterator[list[ParseResult]] = parse_files(
+        batches: Generator[list[ParseResult], None, None] = parse_files(
             store.path,
             changes.changed,
             store.max_file_bytes,
             self._clock.time(),
             store.parallel_threshold,
         )
+        stopped = False
         while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+            if self._stop is not None and self._stop.is_set():
+                stopped = True
+                await asyncio.to_thread(batches.close)  # shuts the parser pool down
+                break
             outcomes = [r for r in batch if isinstance(r, FileOutcome)]
             summary.unsettled += len(batch) - len(outcomes)
             summary.parsed += len(outcomes)
@@ -219,7 +229,9 @@ class Worker:
                     self.metrics.articles_parsed += 1
             if report.deliveries:
                 self.outbox_changed.set()
-        if baseline:
+        if baseline and not stopped:
+            # An interrupted first scan stays a first scan: the next start completes it
+            # without posting what was already there.
             await self._state.set_meta(_BASELINE_KEY, "1")
         return summary
 
@@ -246,6 +258,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch, rescan and deliver until `stop` is set."""
+        self._stop = stop
         rescan_needed = asyncio.Event()
         # The first beat before "watching" is logged: healthy from then on.
         await self._state.set_meta(HEARTBEAT_KEY, repr(self._clock.time()))
