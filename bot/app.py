@@ -8,7 +8,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from typing import TextIO
 
@@ -65,10 +64,10 @@ async def run_bot(
     clock = clock or SystemClock()
     environ = os.environ if environ is None else environ
     stop = stop or asyncio.Event()
-    state = await State.open(config.database.path, clock)
-    notifiers: dict[str, Notifier] = {}
-    try:
-        with _stop_on_signals(stop):
+    with _stop_on_signals(stop):
+        state = await State.open(config.database.path, clock)
+        notifiers: dict[str, Notifier] = {}
+        try:
             platforms_in_db = {s.platform for s in await state.subscriptions()}
             notifiers = build_notifiers(config, out, environ, clock, platforms_in_db)
             await _start(notifiers)
@@ -79,7 +78,7 @@ async def run_bot(
             if once and not stop.is_set():
                 await worker.deliver_until_idle()
             for line in summary_lines(summary, config):
-                print(line, file=sys.stderr)
+                log.info("%s", line)
             if once or stop.is_set():
                 return 0
             async with contextlib.AsyncExitStack() as services:
@@ -93,7 +92,7 @@ async def run_bot(
                 await worker.run(stop)
             log.info("stopped cleanly")
             return 0
-    finally:
-        for notifier in notifiers.values():
-            await notifier.aclose()
-        await state.aclose()
+        finally:
+            for notifier in notifiers.values():
+                await notifier.aclose()
+            await state.aclose()

@@ -39,8 +39,30 @@ class RoundReport:
     parked: int = 0
 
 
-class PlatformStopped(Exception):
-    """A platform refused our credentials; the message says which and what to do."""
+def log_outcome(
+    level: int,
+    outcome: str,
+    delivery: Delivery,
+    attempt: int,
+    latency_ms: float,
+    reason: str | None = None,
+    wait_s: float | None = None,
+) -> None:
+    """The one stable line per delivery outcome; with JSON logs its fields are keys too."""
+    fields: dict[str, object] = {
+        "outcome": outcome,
+        "platform": delivery.platform,
+        "channel": delivery.channel,
+        "article": delivery.article_key,
+        "attempt": attempt,
+        "latency_ms": round(latency_ms),
+    }
+    if wait_s is not None:
+        fields["wait_s"] = round(wait_s, 2)
+    if reason is not None:
+        fields["reason"] = reason
+    text = " ".join(f"{k}={v}" for k, v in fields.items() if k != "outcome")
+    log.log(level, "delivery %s %s", outcome, text, extra={"delivery": fields})
 
 
 class Deliverer:
@@ -151,10 +173,7 @@ class Deliverer:
         latency_ms = self._observe(delivery, "sent", started)
         await self._state.mark_sent(delivery.id, ref.message_id)
         report.sent += 1
-        log.info(
-            "delivery sent platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f",
-            delivery.platform, delivery.channel, delivery.article_key, attempt, latency_ms,
-        )
+        log_outcome(logging.INFO, "sent", delivery, attempt, latency_ms)
         return True
 
     async def _already_posted(self, delivery: Delivery, report: RoundReport) -> bool:
@@ -174,10 +193,7 @@ class Deliverer:
             return False
         await self._state.mark_sent(delivery.id, ref.message_id)
         report.sent += 1
-        log.info(
-            "delivery found platform=%s channel=%s article=%s attempt=%d (already posted)",
-            delivery.platform, delivery.channel, delivery.article_key, delivery.attempts,
-        )
+        log_outcome(logging.INFO, "found", delivery, delivery.attempts, 0.0, "already posted")
         return True
 
     def _observe(self, delivery: Delivery, outcome: str, started: float) -> float:
@@ -202,12 +218,8 @@ class Deliverer:
         if attempt >= self._policy.max_attempts:
             await self._state.mark_failed(delivery.id, f"gave up after {attempt} attempts: {exc}")
             report.failed += 1
-            log.error(
-                "delivery failed platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f "
-                "reason=%s",
-                delivery.platform, delivery.channel, delivery.article_key, attempt,
-                self._latency_ms(started), exc.reason,
-            )
+            latency_ms = self._latency_ms(started)
+            log_outcome(logging.ERROR, "failed", delivery, attempt, latency_ms, exc.reason)
             return True
         wait_s = (
             exc.retry_after_s
@@ -221,11 +233,9 @@ class Deliverer:
             # rounds as well as this one.
             await self._state.hold_channel(delivery.platform, delivery.channel, retry_at)
         report.retried += 1
-        log.warning(
-            "delivery retry platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f "
-            "wait_s=%.2f reason=%s",
-            delivery.platform, delivery.channel, delivery.article_key, attempt,
-            self._latency_ms(started), wait_s, exc.reason,
+        log_outcome(
+            logging.WARNING, "retry", delivery, attempt, self._latency_ms(started), exc.reason,
+            wait_s=wait_s,
         )
         return exc.retry_after_s is None
 
@@ -237,20 +247,16 @@ class Deliverer:
         report: RoundReport,
         started: float,
     ) -> bool:
-        line = "platform=%s channel=%s article=%s attempt=%d latency_ms=%.0f reason=%s"
-        args = (
-            delivery.platform, delivery.channel, delivery.article_key, attempt,
-            self._latency_ms(started), exc.reason,
-        )
+        latency_ms = self._latency_ms(started)
         if exc.scope is FailureScope.DELIVERY:
             await self._state.mark_failed(delivery.id, exc.reason)
             report.failed += 1
-            log.error("delivery failed " + line, *args)
+            log_outcome(logging.ERROR, "failed", delivery, attempt, latency_ms, exc.reason)
             return True
         if exc.scope is FailureScope.CHANNEL:
             await self._state.park_channel(delivery.platform, delivery.channel, exc.reason)
             report.parked += 1
-            log.error("delivery parked " + line, *args)
+            log_outcome(logging.ERROR, "parked", delivery, attempt, latency_ms, exc.reason)
             return False
         # PLATFORM: the credentials were refused; this row stays pending for after the fix.
         await self._state.mark_retry(delivery.id, self._clock.time(), exc.reason)

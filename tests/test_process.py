@@ -335,6 +335,29 @@ def test_kill_9_during_a_large_scan_leaves_a_sound_database(
     assert recorded_before < files  # the kill did land before the scan was done
 
 
+def test_sigterm_during_a_long_first_scan_stops_cleanly_and_the_restart_completes_it(
+    tmp_path: Path, corpus_dir: Path, start_bot: Callable[..., Bot]
+) -> None:
+    config = write_config(tmp_path)
+    files = make_large_store(corpus_dir, tmp_path / "store", copies=11)
+    db = tmp_path / "data" / "state.db"
+    bot = start_bot(["run", "--config", str(config)], tmp_path, start_new_session=True)
+    # Signals are handled from the start; this line comes before the scan begins.
+    bot.wait_for("stderr", r"migrating the database to schema version 1", timeout=20)
+    bot.proc.send_signal(signal.SIGTERM)
+    assert bot.finish(timeout=10) == 0
+    assert RULE not in "\n".join(bot.stdout)
+    recorded = sql(db, "SELECT COUNT(*) FROM files")[0][0]
+    assert recorded < files  # the stop cut the scan short
+    assert sql(db, "SELECT value FROM meta WHERE key = 'store_baseline_done'") == []
+
+    again = newsbot(["run", "--once", "--config", str(config)], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert RULE not in again.stdout  # the first scan, completed: nothing old is posted
+    assert sql(db, "SELECT COUNT(*) FROM files") == [(files,)]
+    assert sql(db, "SELECT COUNT(*) FROM deliveries") == [(0,)]
+
+
 # --- (d) no config at all ------------------------------------------------------------------------
 
 
@@ -438,3 +461,23 @@ def test_subscriptions_add_list_remove_round_trip(tmp_path: Path) -> None:
     assert again.returncode == 1 and "no such id" in again.stdout
     incomplete = subs("remove", "--platform", "slack")
     assert incomplete.returncode == 2
+
+
+def test_json_logs_carry_one_structured_line_per_delivery(tmp_path: Path) -> None:
+    config = write_config(tmp_path, subscription="backfill = 2")
+    for i in range(2):
+        write_atomically(
+            tmp_path / "store" / f"s{i}.md",
+            article_text(f"Story {i}", f"https://example.com/j/{i}", f"2026-11-0{i + 1}T08:00:00Z"),
+        )
+    run = newsbot(["run", "--once", "--log-format", "json", "--config", str(config)], tmp_path)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines()]  # every line is JSON
+    sent = [e for e in lines if e.get("outcome") == "sent"]
+    assert len(sent) == 2
+    for entry in sent:
+        assert entry["platform"] == "console" and entry["channel"] == "terminal"
+        assert entry["article"].startswith("https://example.com/j/")
+        assert entry["attempt"] == 1 and isinstance(entry["latency_ms"], int)
+        assert entry["level"] == "INFO" and entry["logger"] == "bot.delivery"
+    assert any("deliveries queued" in e["message"] for e in lines)  # the run's summary
