@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -126,7 +126,31 @@ def _count_aliases(block: str) -> int:
     return sum(1 for token in tokens if isinstance(token, yaml.AliasToken))
 
 
-def _load_yaml(block: str) -> Any:
+def _construct(block: str, hollow: frozenset[str]) -> Any:
+    """The loader's own construction, except that the top-level fields named in `hollow` are
+    checked for shape but not built: a list there stays an empty list. Everything that is built
+    is built by the same constructor, so its values are exactly what a full load gives."""
+    loader = _Loader(block)
+    try:
+        node = loader.get_single_node()
+        if not hollow or not isinstance(node, yaml.MappingNode):
+            return None if node is None else loader.construct_document(node)
+        loader.flatten_mapping(node)  # `<<` merge keys, as the constructor would
+        fields: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                raise _Invalid("the front matter has a key that is a list or a mapping")
+            if key in hollow and isinstance(value_node, yaml.SequenceNode):
+                fields[key] = []
+            else:
+                fields[key] = loader.construct_object(value_node, deep=True)
+        return fields
+    finally:
+        loader.dispose()
+
+
+def _load_yaml(block: str, hollow: frozenset[str] = frozenset()) -> Any:
     try:
         # `&` is rare enough that its absence (a C-speed test) skips even the regex. The token
         # scan is inside the `try`: it meets a syntax error before the loader would.
@@ -136,7 +160,7 @@ def _load_yaml(block: str) -> Any:
                 f"the front matter uses more than {MAX_ALIASES} YAML aliases (an 'alias bomb'); "
                 "write the values out instead of using '&anchor' / '*alias'"
             )
-        return yaml.load(block, Loader=_Loader)  # a safe loader (C or Python)
+        return _construct(block, hollow)  # a safe loader (C or Python)
     except yaml.constructor.ConstructorError as exc:
         problem = exc.problem or "unsupported value"
         raise _Invalid(
@@ -369,8 +393,15 @@ def article_from_mapping(data: object) -> Article:
     )
 
 
-def parse_article(data: bytes, path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Article:
-    """Bytes of a store file in, a validated `Article` out, or an `ArticleError` naming `path`."""
+def parse_article(
+    data: bytes,
+    path: str,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    hollow: frozenset[str] = frozenset(),
+) -> Article:
+    """Bytes of a store file in, a validated `Article` out, or an `ArticleError` naming `path`.
+    `hollow`: top-level list fields (`related`, `images`) a caller will never look at, parsed
+    for syntax and shape only and left empty in the Article (`newsbot scan`'s digest)."""
     if len(data) > max_bytes:
         raise ArticleError(
             path,
@@ -386,7 +417,7 @@ def parse_article(data: bytes, path: str, max_bytes: int = DEFAULT_MAX_FILE_BYTE
             f"not valid UTF-8 (line {line}, byte {exc.start}): save the file with UTF-8 encoding",
         ) from None
     try:
-        return article_from_mapping(_load_yaml(_front_matter(text)))
+        return article_from_mapping(_load_yaml(_front_matter(text), hollow))
     except _Invalid as exc:
         raise ArticleError(path, str(exc)) from None
 

@@ -26,6 +26,11 @@ class Digest(NamedTuple):
     unsettled: bool
 
 
+# The report never looks at related coverage or images: they are parsed for syntax and shape,
+# not built (the largest part of many files).
+DIGEST_HOLLOW = frozenset({"related", "images"})
+
+
 def digest(result: ParseResult) -> Digest:
     if isinstance(result, Unsettled):
         return Digest(result.path, None, (), None, None, True)

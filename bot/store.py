@@ -136,8 +136,11 @@ def diff(previous: Mapping[str, FileStamp], current: Mapping[str, FileStamp]) ->
     return Changes(sorted(changed), removed)
 
 
-def read_file(root: Path, rel: str, max_bytes: int, now_s: float) -> ParseResult:
-    """Read and parse one file, refusing to take a half-written one for a finished one."""
+def read_file(
+    root: Path, rel: str, max_bytes: int, now_s: float, hollow: frozenset[str] = frozenset()
+) -> ParseResult:
+    """Read and parse one file, refusing to take a half-written one for a finished one.
+    `hollow`: see `parse_article`."""
     full = os.path.join(root, rel)
     stamp = FileStamp(0, 0)
     try:
@@ -166,7 +169,7 @@ def read_file(root: Path, rel: str, max_bytes: int, now_s: float) -> ParseResult
     if (after.st_size, after.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
         return Unsettled(rel)  # it changed while we read it
     try:
-        return FileOutcome(rel, stamp, article=parse_article(data, rel, max_bytes))
+        return FileOutcome(rel, stamp, article=parse_article(data, rel, max_bytes, hollow))
     except ArticleError as exc:
         reason = exc.reason
     except Exception as exc:  # a parser bug must cost one file, never the whole scan
@@ -189,8 +192,9 @@ def _read_batch(
     max_bytes: int,
     now_s: float,
     transform: Callable[[ParseResult], T],
+    hollow: frozenset[str],
 ) -> list[T]:
-    return [transform(read_file(Path(root), rel, max_bytes, now_s)) for rel in rels]
+    return [transform(read_file(Path(root), rel, max_bytes, now_s, hollow)) for rel in rels]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -226,6 +230,7 @@ def parse_files(
     parallel_threshold: int,
     workers: int | None = None,
     transform: Callable[[ParseResult], T] = _identity,  # type: ignore[assignment]
+    hollow: frozenset[str] = frozenset(),
 ) -> Generator[list[T], None, None]:
     """Parse `rels` in batches, in submission order. Below `parallel_threshold` files (or on
     one core) everything stays in this process; above it a process pool uses every core, with
@@ -235,7 +240,7 @@ def parse_files(
     workers = workers or os.cpu_count() or 1
     if len(rels) < parallel_threshold or workers < 2:
         for batch in _batches(rels, _BATCH):
-            yield _read_batch(str(root), batch, max_bytes, now_s, transform)
+            yield _read_batch(str(root), batch, max_bytes, now_s, transform, hollow)
         return
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=_pool_context(), initializer=_die_with_parent
@@ -243,7 +248,7 @@ def parse_files(
         pending: list[Future[list[T]]] = []
         for batch in _batches(rels, _BATCH):
             pending.append(
-                pool.submit(_read_batch, str(root), batch, max_bytes, now_s, transform)
+                pool.submit(_read_batch, str(root), batch, max_bytes, now_s, transform, hollow)
             )
             if len(pending) >= workers * 2:
                 yield pending.pop(0).result()

@@ -67,11 +67,24 @@ def _host(parts: SplitResult) -> str:
     return f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
 
 
+# Already canonical: lower-case scheme and host, no port, and a path of characters that
+# canonicalization leaves alone, without query or fragment. Most article URLs look like this,
+# and every file needs its key, so they skip the full parse.
+_CANONICAL_ALREADY = re.compile(r"https?://[a-z0-9.\-]+(?:/[A-Za-z0-9\-._~/!$&'()*+,;=:@]*)?")
+
+
 def normalize_url(url: str) -> str:
     """The canonical form of `url`: scheme and host lower-cased (host in IDNA), default port,
     fragment and tracking parameters dropped, path and query percent-encoded consistently.
     Raises ValueError for a URL that `is_http_url` refuses (a port out of range)."""
-    parts = urlsplit(url.strip())
+    url = url.strip()
+    if _CANONICAL_ALREADY.fullmatch(url):
+        return url if url.count("/") > 2 else url + "/"
+    return _normalize_parsed(url)
+
+
+def _normalize_parsed(url: str) -> str:
+    parts = urlsplit(url)
     scheme = parts.scheme.lower()
     netloc = _host(parts)
     port = parts.port

@@ -517,3 +517,22 @@ def test_default_size_cap_is_one_mebibyte() -> None:
     filler = "x" * (1024 * 1024)
     with pytest.raises(ArticleError, match="1,048,576-byte limit"):
         parse_article((GOOD + f"excerpt: '{filler}'\n---\n").encode(), "big.md")
+
+
+def test_a_hollow_parse_differs_only_by_the_fields_left_unbuilt(corpus_dir: Path) -> None:
+    """`newsbot scan` leaves related coverage and images unbuilt; everything else must be what
+    a full parse gives, and a wrong shape there is still an error."""
+    from dataclasses import replace
+
+    hollow = frozenset({"related", "images"})
+    for path in sorted(corpus_dir.iterdir()):
+        data = path.read_bytes()
+        full = parse_article(data, path.name)
+        assert parse_article(data, path.name, hollow=hollow) == replace(
+            full, related=(), images=()
+        )
+    bad = b"---\ntitle: x\nwebUrl: https://e.com/a\nrelated: not a list\n---\n"
+    with pytest.raises(ArticleError, match="`related` must be a list"):
+        parse_article(bad, "bad.md", hollow=hollow)
+    merged = b"---\nbase: &b {title: From merge}\n<<: *b\nwebUrl: https://e.com/m\n---\n"
+    assert parse_article(merged, "m.md", hollow=hollow).title == "From merge"

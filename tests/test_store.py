@@ -296,10 +296,10 @@ def test_unexpected_parser_failure_costs_one_file(
         write(tmp_path, name, article_text(name[0]), age_s=60, clock=clock)
     real_parse = bot.store.parse_article
 
-    def parse(data: bytes, path: str, max_bytes: int) -> Any:
+    def parse(data: bytes, path: str, max_bytes: int, *rest: Any) -> Any:
         if path == "boom.md":
             raise RecursionError("maximum recursion depth exceeded")
-        return real_parse(data, path, max_bytes)
+        return real_parse(data, path, max_bytes, *rest)
 
     monkeypatch.setattr(bot.store, "parse_article", parse)
     results = flatten(parse_files(tmp_path, ["a.md", "boom.md", "c.md"], MAX, clock.time(), 1000))

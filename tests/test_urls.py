@@ -209,3 +209,17 @@ def test_normalize_refuses_a_port_out_of_range() -> None:
 )
 def test_domain_of(url: str, domain: str) -> None:
     assert domain_of(url) == domain
+
+
+@given(
+    scheme=st.sampled_from(["http", "https"]),
+    host=st.from_regex(r"[a-z0-9][a-z0-9.\-]{0,20}", fullmatch=True),
+    path=st.from_regex(r"(/[A-Za-z0-9\-._~/!$&'()*+,;=:@]{0,30})?", fullmatch=True),
+)
+def test_the_fast_path_agrees_with_the_full_normalization(
+    scheme: str, host: str, path: str
+) -> None:
+    from bot.urls import _normalize_parsed
+
+    url = f"{scheme}://{host}{path}"
+    assert normalize_url(url) == _normalize_parsed(url)
