@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     scan = with_config(sub.add_parser("scan", help="parse the whole store and report"))
     scan.add_argument("path", nargs="?", help="store folder (default: the config's store.path)")
     scan.add_argument("--json", action="store_true", help="print one JSON object")
+    scan.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="parse every file, ignoring what earlier scans remembered",
+    )
 
     check = with_config(sub.add_parser("check-config", help="validate the configuration"))
     check.add_argument(
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(config, once=args.once)
         configure_logging("WARNING", "text")
         if command == "scan":
-            return _scan(config, args.path, as_json=args.json, out=sys.stdout)
+            return _scan(config, args.path, args.json, not args.no_cache, sys.stdout)
         if command == "check-config":
             if args.show:
                 from bot.config import effective_config
@@ -135,13 +140,20 @@ def _run(config: Config, once: bool) -> int:
         return 130
 
 
-def _scan(config: Config, path: str | None, as_json: bool, out: TextIO) -> int:
+def _scan(config: Config, path: str | None, as_json: bool, use_cache: bool, out: TextIO) -> int:
+    from bot.scan_cache import DigestCache, default_cache_dir
     from bot.scan_report import format_report, scan_store
 
     root = Path(path) if path else config.store.path
-    report = scan_store(
-        root, config.store.max_file_bytes, config.store.parallel_threshold, time.time()
+    max_bytes = config.store.max_file_bytes
+    cache = (
+        DigestCache.open(default_cache_dir(os.environ), root, max_bytes) if use_cache else None
     )
+    try:
+        report = scan_store(root, max_bytes, config.store.parallel_threshold, time.time(), cache)
+    finally:
+        if cache is not None:
+            cache.close()
     if as_json:
         out.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
     else:

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from bot.store import SETTLE_S, ParseResult, Unsettled, list_store, parse_files, read_file
+from bot.scan_cache import CachedDigest, DigestCache
+from bot.store import (
+    SETTLE_S,
+    FileStamp,
+    ParseResult,
+    Unsettled,
+    list_store,
+    parse_files,
+    read_file,
+)
 
 # Quality bands for the distribution; real scores run from 0 to about 170.
 _BANDS = ((0, 20), (20, 40), (40, 60), (60, 80), (80, 100), (100, 150), (150, None))
@@ -93,7 +102,15 @@ _AS_IT_IS = math.inf
 _REREADS = 2
 
 
-def scan_store(root: Path, max_bytes: int, parallel_threshold: int, now_s: float) -> StoreReport:
+def scan_store(
+    root: Path,
+    max_bytes: int,
+    parallel_threshold: int,
+    now_s: float,
+    cache: DigestCache | None = None,
+) -> StoreReport:
+    """Parse every file of the store (or, with a `cache`, every file that changed since the
+    last scan) and report on them."""
     listing = list_store(root)
     report = StoreReport(root=str(root), files=len(listing.files), root_exists=listing.root_exists)
     report.bad.extend(listing.refused.items())
@@ -101,11 +118,16 @@ def scan_store(root: Path, max_bytes: int, parallel_threshold: int, now_s: float
     seen: set[str] = set()
     changing: list[str] = []
 
+    remembered = cache.load() if cache is not None else {}
+    known: list[tuple[str, FileStamp, CachedDigest]] = []
+
     def take(item: Digest) -> None:
         if item.unsettled:
             changing.append(item.path)
             return
         stamp = listing.files.get(item.path)
+        if stamp is not None:
+            known.append((item.path, stamp, (item.key, item.topics, item.quality, item.error)))
         if item.error is not None and stamp is not None:
             age_s = now_s - stamp.mtime_ns / 1e9
             if age_s < SETTLE_S:
@@ -115,8 +137,21 @@ def scan_store(root: Path, max_bytes: int, parallel_threshold: int, now_s: float
                 )
         _count(report, item, seen, topic_names)
 
+    to_parse = []
+    for rel in sorted(listing.files):
+        hit = remembered.get(rel)
+        if hit is not None and hit[0] == listing.files[rel]:
+            take(Digest(rel, *hit[1], unsettled=False))
+        else:
+            to_parse.append(rel)
     batches = parse_files(
-        root, sorted(listing.files), max_bytes, _AS_IT_IS, parallel_threshold, transform=digest
+        root,
+        to_parse,
+        max_bytes,
+        _AS_IT_IS,
+        parallel_threshold,
+        transform=digest,
+        hollow=DIGEST_HOLLOW,
     )
     for batch in batches:
         for item in batch:
@@ -124,11 +159,14 @@ def scan_store(root: Path, max_bytes: int, parallel_threshold: int, now_s: float
     for _ in range(_REREADS):
         retry, changing = changing, []
         for rel in retry:
-            take(digest(read_file(root, rel, max_bytes, _AS_IT_IS)))
+            take(digest(read_file(root, rel, max_bytes, _AS_IT_IS, DIGEST_HOLLOW)))
     gone = [rel for rel in changing if not os.path.lexists(os.path.join(root, rel))]
     report.files -= len(gone)  # deleted while the scan ran: no longer part of the store
     report.unsettled = sorted(set(changing) - set(gone))
     report.bad.sort()
+    unchanged = not to_parse and len(known) == len(remembered)
+    if cache is not None and report.root_exists and not unchanged:
+        cache.replace_all(known)
     return report
 
 

@@ -35,6 +35,17 @@ class FakeClock:
         self._mono += seconds
 
 
+@pytest.fixture(autouse=True)
+def private_cache_dir(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """`newsbot scan` remembers digests under $XDG_CACHE_HOME: never the real user's, in tests
+    (subprocesses inherit it through the environment)."""
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()

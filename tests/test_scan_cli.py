@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+import bot.store
 from tests.conftest import REPO
 
 GOOD = "---\ntitle: {title}\nwebUrl: https://example.com/{slug}\n{extra}---\n"
@@ -195,3 +197,62 @@ def test_scan_of_a_missing_folder_fails_clearly(tmp_path: Path) -> None:
     result = newsbot(["scan", str(tmp_path / "nowhere")], tmp_path)
     assert result.returncode == 1
     assert "no such folder" in result.stdout
+
+
+def test_a_second_scan_reads_only_what_changed_and_reports_the_same(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    from bot.scan_cache import DigestCache
+    from bot.scan_report import scan_store
+
+    store = tmp_path / "store"
+    store.mkdir()
+    names = sorted(p.name for p in corpus_dir.iterdir())[:30]
+    for name in names:
+        shutil.copy(corpus_dir / name, store / name)
+    (store / "bad.md").write_text("no front matter\n", encoding="utf-8")
+    old = time.time() - 3600
+    for path in store.iterdir():
+        os.utime(path, (old, old))
+    cache_dir = tmp_path / "cache"
+
+    def scan(parsed: list[str]) -> dict[str, object]:
+        cache = DigestCache.open(cache_dir, store, 1 << 20)
+        assert cache is not None
+        real = bot.store.read_file
+
+        def counting(root: Path, rel: str, *args: object) -> object:
+            parsed.append(rel)
+            return real(root, rel, *args)  # type: ignore[arg-type]
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(bot.store, "read_file", counting)
+            report = scan_store(store, 1 << 20, 1000, time.time(), cache)
+        cache.close()
+        return report.to_json()
+
+    first_parsed: list[str] = []
+    first = scan(first_parsed)
+    assert len(first_parsed) == 31
+    again_parsed: list[str] = []
+    assert scan(again_parsed) == first and again_parsed == []
+    # One file changes, one is removed: only the changed one is read, and the report follows.
+    changed = store / names[0]
+    changed.write_text(changed.read_text(encoding="utf-8").replace("topics:", "topics:\n  - Zed"))
+    os.utime(changed, (old + 1, old + 1))
+    (store / names[1]).unlink()
+    third_parsed: list[str] = []
+    third = scan(third_parsed)
+    assert third_parsed == [names[0]]
+    assert third["articles"] == first["articles"] - 1  # type: ignore[operator]
+    assert third["topics"]["Zed"] == 1  # type: ignore[index]
+    assert third["bad"] == first["bad"]
+
+
+def test_no_cache_parses_everything(tmp_path: Path, corpus_dir: Path) -> None:
+    store = tmp_path / "store"
+    shutil.copytree(corpus_dir, store)
+    cached = scan_json([str(store)], tmp_path)
+    again = scan_json([str(store)], tmp_path)
+    fresh = scan_json([str(store), "--no-cache"], tmp_path)
+    assert cached == again == fresh
