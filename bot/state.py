@@ -472,6 +472,10 @@ class State:
         )
         return [(r["topic"], r["n"]) for r in rows]
 
+    async def unscored_count(self) -> int:
+        rows = await self._fetchall("SELECT COUNT(*) AS n FROM articles WHERE quality IS NULL")
+        return int(rows[0]["n"])
+
     async def article_count(self) -> int:
         rows = await self._fetchall("SELECT COUNT(*) AS n FROM articles")
         return int(rows[0]["n"])

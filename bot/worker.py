@@ -51,6 +51,7 @@ class ScanSummary:
     deliveries: int = 0
     held_unscored: int = 0
     backfilled: int = 0  # rows queued by new subscriptions' backfill at start-up
+    unscored_in_store: int = 0  # reported when a backfill passed over unscored articles
     unsettled: int = 0
     baseline: bool = False
     store_missing: bool = False
@@ -127,6 +128,11 @@ class Worker:
         self.last_heartbeat_s = clock.monotonic()
         self.store_missing = False
 
+    def _takes_unscored(self, sub: Subscription) -> bool:
+        if sub.include_unscored is not None:
+            return sub.include_unscored
+        return self._defaults.include_unscored
+
     def wants(self, sub: Subscription, article: Article) -> bool:
         return judge(article, sub, self._defaults, self._clock.now()) is Verdict.DELIVER
 
@@ -155,6 +161,9 @@ class Worker:
         summary.backfilled = sum((await self._state.delivery_counts()).values()) - queued_before
         for sub in created:
             log.info("new subscription %s (backfill %d)", sub.describe(), sub.backfill)
+        if any(s.backfill and not self._takes_unscored(s) for s in created):
+            # Backfill passes over unscored articles like routing does: say how many exist.
+            summary.unscored_in_store = await self._state.unscored_count()
         self.outbox_changed.set()
         return summary
 
@@ -386,6 +395,11 @@ def summary_lines(summary: ScanSummary, config: Config) -> list[str]:
         lines.append(
             f"{summary.held_unscored} new articles have no quality score and were held back; "
             "set include_unscored = true (globally or on a subscription) to receive them"
+        )
+    if summary.unscored_in_store:
+        lines.append(
+            f"the backfill passed over {summary.unscored_in_store} articles that have no quality "
+            "score; set include_unscored = true (globally or on a subscription) to include them"
         )
     if summary.bad_files or summary.refused:
         lines.append("run `newsbot scan` to list the bad files with their reasons")

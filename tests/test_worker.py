@@ -161,17 +161,20 @@ async def test_backfill_posts_the_n_most_recent_matching(
 ) -> None:
     titles = fill(store, 5)  # story 4 is the newest
     store.add("low.md", "Newest but low", quality=10, published="2026-11-20T00:00:00Z")
+    store.add("unscored.md", "Newest unscored", quality=None, published="2026-11-22T00:00:00Z")
     store.add(
         "other.md", "Newest other topic", topics=("Health",), published="2026-11-21T00:00:00Z"
     )
     spec = SubscriptionSpec(platform="console", channel="terminal", topics=("ai",), backfill=2)
     async with started(make_config(tmp_path, spec), clock) as bot:
-        everything = [*titles, "Newest but low", "Newest other topic"]
+        everything = [*titles, "Newest but low", "Newest other topic", "Newest unscored"]
         assert bot.printed_titles(everything) == ["Existing story 3", "Existing story 4"]
         assert bot.posts() == 2
         lines = summary_lines(bot.summary, make_config(tmp_path, spec))
-        assert "7 new articles" in lines[0] and "2 deliveries queued" in lines[0]
+        assert "8 new articles" in lines[0] and "2 deliveries queued" in lines[0]
         assert "2 of the most recent were queued by backfill" in lines[1]
+        assert "passed over 1 articles that have no quality score" in lines[2]
+        assert "include_unscored = true" in lines[2]
 
 
 async def test_new_file_above_the_floor_is_delivered(
