@@ -118,20 +118,16 @@ async def _start_http(
         )
         return render_prometheus(parts.metrics, gauges)
 
-    secret = None
+    check = None
     answer = None
     if slash is not None:
-        from bot.platforms.slack_commands import SlackCommands, signing_secret
+        from bot.platforms.slack_commands import SlackCommands, request_check, signing_secret
 
         assert isinstance(slash, SlackCommands)
-        secret = signing_secret(parts.environ)
+        check = request_check(signing_secret(parts.environ), parts.clock)
         answer = slash.answer
     app = create_app(
-        slash_answer=answer,
-        signing_secret=secret,
-        readiness=readiness,
-        metrics=metrics_text,
-        clock=parts.clock,
+        slash_answer=answer, verify_request=check, readiness=readiness, metrics=metrics_text
     )
     server = await HttpServer.start(app, parts.config.http.host, parts.config.http.port)
     stack.push_async_callback(server.aclose)

@@ -467,24 +467,3 @@ async def test_a_forbidden_channel_is_parked_and_the_others_go_on(
 
 
 # --------------------------------------------------------------------------- the boundary
-
-
-def test_only_the_discord_adapters_import_discord_py() -> None:
-    import ast
-
-    repo = Path(__file__).resolve().parent.parent
-    allowed = {"bot/platforms/discord.py", "bot/platforms/discord_commands.py"}
-    offenders = []
-    for path in sorted((repo / "bot").rglob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module or ""]
-            else:
-                continue
-            rel = path.relative_to(repo).as_posix()
-            if any(n.split(".")[0] == "discord" for n in names) and rel not in allowed:
-                offenders.append(rel)
-    assert offenders == []

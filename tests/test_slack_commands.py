@@ -338,7 +338,9 @@ async def test_http_endpoint_checks_signature_and_age(clock: FakeClock) -> None:
         return text_reply("pong")
 
     secret = "8f742231b10e8888abcd99yyyzzz85a5"
-    app = create_app(slash_answer=answer, signing_secret=secret, clock=clock)
+    from bot.platforms.slack_commands import request_check
+
+    app = create_app(slash_answer=answer, verify_request=request_check(secret, clock))
     server = await HttpServer.start(app, "127.0.0.1", 0)
     url = f"http://127.0.0.1:{server.port}"
     signed_at = int(clock.time())
