@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from bot.articles import Article, Provider, RelatedCoverage, parse_article
+from bot.articles import Article, Provider, RelatedCoverage
 from bot.render import RenderStyle, render_console
-from bot.urls import normalize_url
-
-SEED = Path(__file__).resolve().parent / "data" / "articles" / "seed-amazon-moratorium.md"
+from tests.builders import make_article, seed_article
 
 
 @pytest.fixture
 def seed() -> Article:
-    return parse_article(SEED.read_bytes(), str(SEED))
-
-
-def make_article(**overrides: Any) -> Article:
-    fields: dict[str, Any] = {
-        "key": normalize_url("https://news.example.com/story"),
-        "title": "A story",
-        "web_url": "https://news.example.com/story",
-        "provider": Provider(name="Example News", domain="example.com"),
-    }
-    fields.update(overrides)
-    return Article(**fields)
+    return seed_article()
 
 
 def test_seed_article_reads_well(seed: Article) -> None:

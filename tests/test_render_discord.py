@@ -4,37 +4,24 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.articles import Article, Image, Provider, RelatedCoverage, parse_article
+from bot.articles import Article, Image, Provider, RelatedCoverage
 from bot.render import RenderStyle, render_discord, render_discord_compact
 from bot.render import discord as d
 from bot.render.common import COLOUR_MID, utf16_len
 from bot.render.discord import embed_text_length, escape_markdown
-from bot.urls import normalize_url
+from tests.builders import make_article, seed_article
 
-SEED = Path(__file__).resolve().parent / "data" / "articles" / "seed-amazon-moratorium.md"
 ZW = "\u200b"
 LOGO = "https://everyday-cc.github.io/ai/assets/images/organizations/usnews.com-50x50.jpg"
 
 
 @pytest.fixture
 def seed() -> Article:
-    return parse_article(SEED.read_bytes(), str(SEED))
-
-
-def make_article(**overrides: Any) -> Article:
-    fields: dict[str, Any] = {
-        "key": normalize_url("https://news.example.com/story"),
-        "title": "A story",
-        "web_url": "https://news.example.com/story",
-        "provider": Provider(name="Example News", domain="example.com"),
-    }
-    fields.update(overrides)
-    return Article(**fields)
+    return seed_article()
 
 
 def embed_of(article: Article, style: RenderStyle | None = None) -> dict[str, Any]:

@@ -46,21 +46,11 @@ from bot.render.common import (
 from bot.render.discord import escape_markdown
 from bot.render.slack import escape_mrkdwn
 from bot.urls import normalize_url
+from tests.builders import make_article
 
 # CI clones the repository next to a copy of `shared/`: the corpus sits beside the checkout.
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "everyday-ai"
 T0 = datetime(2021, 5, 18, 19, 56, tzinfo=UTC)
-
-
-def make_article(**overrides: Any) -> Article:
-    fields: dict[str, Any] = {
-        "key": normalize_url("https://news.example.com/story"),
-        "title": "A story",
-        "web_url": "https://news.example.com/story",
-        "provider": Provider(name="Example News", domain="example.com"),
-    }
-    fields.update(overrides)
-    return Article(**fields)
 
 
 def related(

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,25 +17,14 @@ from bot.routing import Routing, RoutingDefaults, Verdict, judge
 from bot.state import MIGRATIONS, DeliveryState, State, StateError
 from bot.store import FileOutcome, FileStamp
 from bot.subscriptions import Subscription, SubscriptionSource
+from tests.builders import store_file_text
 from tests.conftest import FakeClock
 
 DEFAULTS = RoutingDefaults(min_quality=40.0)
 
 
-def article_text(
-    url: str,
-    title: str,
-    quality: float | None = 80,
-    topics: Sequence[str] = ("AI",),
-    published: str = "2026-11-01T10:00:00Z",
-) -> str:
-    lines = ["---", f'title: "{title}"', f"webUrl: {url}", f"publishedDateTime: {published}"]
-    if quality is not None:
-        lines.append(f"quality: {quality}")
-    lines += ["provider:", "  name: Example News", "  domain: example.com", "topics:"]
-    lines += [f"  - {t}" for t in topics]
-    lines += ["---", ""]
-    return "\n".join(lines)
+def article_text(url: str, title: str, **kwargs: Any) -> str:
+    return store_file_text(url, title, **kwargs)
 
 
 def make_article(url: str, title: str = "A title", **kwargs: object) -> Article:

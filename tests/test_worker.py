@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,25 +21,14 @@ from bot.render import RenderStyle
 from bot.state import DeliveryState, State
 from bot.subscriptions import Subscription, SubscriptionSource
 from bot.worker import ScanSummary, Worker, summary_lines
+from tests.builders import store_file_text
 from tests.conftest import FakeClock
 
 RULE = "─" * 72
 
 
-def article_text(
-    title: str,
-    url: str,
-    quality: float | None = 80,
-    topics: Sequence[str] = ("AI",),
-    published: str = "2026-11-01T10:00:00Z",
-) -> str:
-    lines = ["---", f'title: "{title}"', f"webUrl: {url}", f"publishedDateTime: {published}"]
-    if quality is not None:
-        lines.append(f"quality: {quality}")
-    lines += ["provider:", "  name: Example News", "  domain: example.com", "topics:"]
-    lines += [f"  - {t}" for t in topics]
-    lines += ["---", "", "Body text.", ""]
-    return "\n".join(lines)
+def article_text(title: str, url: str, **kwargs: Any) -> str:
+    return store_file_text(url, title, body="Body text.", **kwargs)
 
 
 class Store:
