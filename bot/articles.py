@@ -12,13 +12,44 @@ import re
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from bot.urls import domain_of, is_http_url, normalize_url
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
+    """PyYAML's safe loader with its tag resolution unchanged but cheaper to call: the same
+    implicit resolvers in the same order, looked up once per first character instead of being
+    concatenated per scalar, and no path-resolver bookkeeping (the safe loader has none).
+    Every scalar of every file goes through `resolve`, so this is on the hot path."""
+
+    _by_first_char: ClassVar[dict[str, tuple[tuple[str, re.Pattern[str]], ...]]] = {
+        first: tuple(resolvers) + tuple(_SafeLoader.yaml_implicit_resolvers.get(None, []))
+        for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
+        if first is not None
+    }
+    _wildcards = tuple(_SafeLoader.yaml_implicit_resolvers.get(None, []))
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        return None
+
+    def ascend_resolver(self) -> None:
+        return None
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                for tag, regexp in self._by_first_char.get(value[:1], self._wildcards):
+                    if regexp.match(value):
+                        return str(tag)
+            return str(self.DEFAULT_SCALAR_TAG)
+        if kind is yaml.SequenceNode:
+            return str(self.DEFAULT_SEQUENCE_TAG)
+        return str(self.DEFAULT_MAPPING_TAG)
 
 DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 # Real article files never use YAML anchors; a handful is tolerated, more is an alias bomb.
