@@ -56,8 +56,8 @@ DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 MAX_ALIASES = 16
 # A cheap test for a possible anchor (`&name` after a space, `[`, `{`, `,` or `:`), so that the
 # exact but slower token scan runs only on the rare file that may hold one.
-_MAYBE_ANCHOR = re.compile(r"[\s\[{,:]&\S")
-_CLOSING_LINE = re.compile(r"^(?:---|\.\.\.)[ \t]*\r?$", re.MULTILINE)
+_MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[{,:])&\S")
+_CLOSING_LINE = re.compile(r"(?:---|\.\.\.)[ \t]*\r?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +143,30 @@ def _front_matter(text: str) -> str:
             "then a closing '---' line"
         )
     body_start = first_end + 1
-    closing = _CLOSING_LINE.search(text, body_start) if first_end >= 0 else None
-    if closing is None:
+    end = _closing_line(text, body_start) if first_end >= 0 else -1
+    if end < 0:
         raise _Invalid(
             "the front matter is not closed: add a line '---' after the last field "
             "(a file still being written looks like this too)"
         )
-    return text[body_start : closing.start()]
+    return text[body_start:end]
+
+
+def _closing_line(text: str, start: int) -> int:
+    """Where the first line from `start` on that is `---` or `...` (trailing blanks allowed)
+    begins, or -1. `text[start - 1]` is the newline that ends the opening line. Candidates are
+    found with str.find: a regex tried at every line start costs more than the rest of the
+    split on a typical file."""
+    pos = start - 1
+    while True:
+        hits = [h for h in (text.find("\n---", pos), text.find("\n...", pos)) if h >= 0]
+        if not hits:
+            return -1
+        line_start = min(hits) + 1
+        line_end = text.find("\n", line_start)
+        if _CLOSING_LINE.fullmatch(text, line_start, line_end if line_end >= 0 else len(text)):
+            return line_start
+        pos = line_start
 
 
 def _count_aliases(block: str) -> int:
@@ -157,25 +174,69 @@ def _count_aliases(block: str) -> int:
     return sum(1 for token in tokens if isinstance(token, yaml.AliasToken))
 
 
-def _construct(block: str, hollow: frozenset[str]) -> Any:
-    """The loader's own construction, except that the top-level fields named in `hollow` are
-    checked for shape but not built: a list there stays an empty list. Everything that is built
-    is built by the same constructor, so its values are exactly what a full load gives."""
+_STR, _SEQ, _MAP, _MERGE = (
+    f"tag:yaml.org,2002:{name}" for name in ("str", "seq", "map", "merge")
+)
+
+
+def _build(loader: Any, node: yaml.Node) -> Any:
+    """What `loader.construct_object(node, deep=True)` gives, built directly for the plain
+    shapes (strings, lists, mappings without merge keys) that make up almost all of a file;
+    every other node (numbers, dates, booleans, nulls, merges, tags) goes to PyYAML's own
+    constructor. Only for documents without aliases, where no node is shared."""
+    kind = type(node)
+    if kind is yaml.ScalarNode:
+        if node.tag == _STR:
+            return node.value
+    elif kind is yaml.SequenceNode:
+        if node.tag == _SEQ:
+            return [_build(loader, item) for item in node.value]
+    elif kind is yaml.MappingNode and node.tag == _MAP:
+        built: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                return loader.construct_object(node, deep=True)
+            key = _build(loader, key_node)
+            if not isinstance(key, Hashable):
+                return loader.construct_object(node, deep=True)  # PyYAML names the error
+            built[key] = _build(loader, value_node)
+        return built
+    return loader.construct_object(node, deep=True)
+
+
+def _construct(block: str, hollow: frozenset[str], shared_nodes: bool) -> Any:
+    """PyYAML's construction of `block`, except that the top-level fields named in `hollow`
+    are checked for shape but not built (a list there stays empty). `shared_nodes`: the block
+    may use aliases; then PyYAML builds everything itself (sharing nodes as it does)."""
     loader = _Loader(block)
     try:
         node = loader.get_single_node()
-        if not hollow or not isinstance(node, yaml.MappingNode):
-            return None if node is None else loader.construct_document(node)
+        if node is None:
+            return None
+        if shared_nodes:
+            if not hollow or not isinstance(node, yaml.MappingNode):
+                return loader.construct_document(node)
+
+            def build(part: yaml.Node) -> Any:
+                return loader.construct_object(part, deep=True)
+
+        else:
+
+            def build(part: yaml.Node) -> Any:
+                return _build(loader, part)
+
+        if not hollow or not isinstance(node, yaml.MappingNode) or node.tag != _MAP:
+            return build(node)
         loader.flatten_mapping(node)  # `<<` merge keys, as the constructor would
         fields: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = build(key_node)
             if not isinstance(key, Hashable):
                 raise _Invalid("the front matter has a key that is a list or a mapping")
             if key in hollow and isinstance(value_node, yaml.SequenceNode):
                 fields[key] = []
             else:
-                fields[key] = loader.construct_object(value_node, deep=True)
+                fields[key] = build(value_node)
         return fields
     finally:
         loader.dispose()
@@ -185,13 +246,13 @@ def _load_yaml(block: str, hollow: frozenset[str] = frozenset()) -> Any:
     try:
         # `&` is rare enough that its absence (a C-speed test) skips even the regex. The token
         # scan is inside the `try`: it meets a syntax error before the loader would.
-        maybe_anchor = "&" in block and "*" in block and _MAYBE_ANCHOR.search(block)
-        if maybe_anchor and _count_aliases(block) > MAX_ALIASES:
+        shared_nodes = "&" in block and "*" in block  # aliases are possible
+        if shared_nodes and _MAYBE_ANCHOR.search(block) and _count_aliases(block) > MAX_ALIASES:
             raise _Invalid(
                 f"the front matter uses more than {MAX_ALIASES} YAML aliases (an 'alias bomb'); "
                 "write the values out instead of using '&anchor' / '*alias'"
             )
-        return _construct(block, hollow)  # a safe loader (C or Python)
+        return _construct(block, hollow, shared_nodes)  # a safe loader (C or Python)
     except yaml.constructor.ConstructorError as exc:
         problem = exc.problem or "unsupported value"
         raise _Invalid(

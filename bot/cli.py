@@ -141,14 +141,15 @@ def _run(config: Config, once: bool) -> int:
 
 
 def _scan(config: Config, path: str | None, as_json: bool, use_cache: bool, out: TextIO) -> int:
-    from bot.scan_cache import DigestCache, default_cache_dir
     from bot.scan_report import format_report, scan_store
 
     root = Path(path) if path else config.store.path
     max_bytes = config.store.max_file_bytes
-    cache = (
-        DigestCache.open(default_cache_dir(os.environ), root, max_bytes) if use_cache else None
-    )
+    cache = None
+    if use_cache:
+        from bot.scan_cache import DigestCache, default_cache_dir
+
+        cache = DigestCache.open(default_cache_dir(os.environ), root, max_bytes)
     try:
         report = scan_store(root, max_bytes, config.store.parallel_threshold, time.time(), cache)
     finally:

@@ -7,9 +7,7 @@ named by `<VAR>_FILE` (see `read_secret`).
 
 from __future__ import annotations
 
-import difflib
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -143,6 +141,8 @@ class _Reader:
     def check_unknown(self, known: set[str]) -> None:
         for key in self.table:
             if key not in known:
+                import difflib  # only on this error path
+
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"; did you mean `{self.where}{close[0]}`?" if close else ""
                 raise ConfigError(
@@ -358,6 +358,8 @@ def load_config(path: Path) -> Config:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import tomllib  # only when there is a file to read
+
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.articles import (
     Article,
@@ -556,3 +558,64 @@ def test_our_loader_resolves_every_value_as_pyyaml_does(corpus_dir: Path) -> Non
         assert repr(yaml.load(block, Loader=_Loader)) == repr(
             yaml.load(block, Loader=yaml.SafeLoader)
         )
+
+
+CORNER_CASES = [
+    "a: yes\nb: No\nc: ~\nd: null\ne: ''\nf: 0o17\ng: 0x1F\nh: 1_000\ni: .inf\nj: -.NaN\n"
+    "k: 2021-05-18\nl: 2021-05-18T19:56:00Z\nm: 12:30:00\nn: +3.5e2\np: '1'\n"
+    "q: [on, off, Y, n]\nr: &x {s: 1}\nt:\n  <<: *x\n  u: 2\nv: !!str 12\n",
+    "base: {x: 1}\nt:\n  <<: {y: 2}\n  z: 3\n",  # a merge key without aliases
+    "a: !!set {x, y}\nb: !!omap [{k: 1}, {j: 2}]\nc: !!binary aGVsbG8=\nd: !!float 3\n",
+    "? [a, b]\n: unhashable\n",
+    "a: b\na: c\n",  # duplicate keys: the last wins
+    "- 1\n- [2, [3, {four: 4}]]\n- {five: [5]}\n",
+]
+
+
+def _load_both(block: str) -> tuple[str, str]:
+    import yaml
+
+    from bot.articles import _Invalid, _load_yaml
+
+    try:
+        ours = repr(_load_yaml(block))
+    except _Invalid as exc:
+        ours = f"error: {type(exc).__name__}"
+    try:
+        theirs = repr(yaml.load(block, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        theirs = f"error: {type(exc).__name__}"
+    return ours, theirs
+
+
+def test_our_construction_gives_what_pyyaml_gives(corpus_dir: Path) -> None:
+    """Plain strings, lists and mappings are built directly, everything else by PyYAML: the
+    values must be PyYAML's, on real files and on the corner cases of YAML 1.1."""
+    from bot.articles import _front_matter
+
+    blocks = [_front_matter(p.read_text(encoding="utf-8")) for p in sorted(corpus_dir.iterdir())]
+    for block in [*blocks, *CORNER_CASES]:
+        ours, theirs = _load_both(block)
+        if theirs.startswith("error"):
+            assert ours.startswith("error"), block
+        else:
+            assert ours == theirs, block
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    | st.floats(allow_nan=False) | st.dates(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=yaml_values)
+def test_any_dumped_value_loads_back_as_pyyaml_loads_it(value: object) -> None:
+    import yaml
+
+    block = yaml.safe_dump({"v": value})
+    ours, theirs = _load_both(block)
+    assert ours == theirs
