@@ -34,15 +34,18 @@ sys.path.insert(0, str(HERE))
 from make_store import DEFAULT_CORPUS, make_store, variant  # noqa: E402
 
 PY = sys.executable
+# Child processes run from a neutral folder, so `python -m bot` finds the installed newsbot
+# (as a user runs it), not the checkout's sources by accident.
+NEUTRAL_CWD = tempfile.gettempdir()
 
 
 def timed(cmd: list[str], runs: int, env: dict[str, str] | None = None) -> float:
     """Median wall seconds of `cmd` over `runs` runs (after one warm-up for the page cache)."""
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=NEUTRAL_CWD)
     samples = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=NEUTRAL_CWD)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 
@@ -100,6 +103,7 @@ def bench_memory_and_prime(config: Path) -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     subprocess.run([PY, "-m", "bot", "run", "--once", "--config", str(config)], check=True,
+                   cwd=NEUTRAL_CWD,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -162,7 +166,7 @@ def bench_latency(folder: Path, count: int) -> None:
     source = sorted(DEFAULT_CORPUS.glob("*.md"))[0].read_text(encoding="utf-8")
     proc = subprocess.Popen(
         [PY, "-m", "bot", "run", "--config", str(config)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, cwd=NEUTRAL_CWD,
     )
     try:
         assert proc.stderr is not None and proc.stdout is not None
