@@ -307,77 +307,83 @@ class State:
         async def body(db: aiosqlite.Connection) -> IngestReport:
             # Removals first: a file renamed within one scan then reads as an edit of its story,
             # not as a duplicate of itself.
-            for path in removed:
-                await db.execute("DELETE FROM files WHERE path = ?", (path,))
+            await db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in removed])
             known = await self._existing_keys(db, [a.key for a in articles])
-            counts = {"new": 0, "updated": 0, "dup": 0, "deliveries": 0, "held": 0}
+            carriers = await self._carriers(db, known)
+            counts = {"new": 0, "updated": 0, "dup": 0, "held": 0}
             seen_now: set[str] = set()
+            upserts: list[Article] = []
+            outbox: list[tuple[str, Subscription]] = []
             for outcome in outcomes:
                 article = outcome.article
-                is_duplicate = article is not None and (
-                    article.key in seen_now
-                    or (
-                        article.key in known
-                        and await self._carried_elsewhere(db, article.key, outcome.path)
-                    )
-                )
-                await db.execute(
-                    "INSERT INTO files (path, size, mtime_ns, article_key, error, checked_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
-                    "size = excluded.size, mtime_ns = excluded.mtime_ns, "
-                    "article_key = excluded.article_key, error = excluded.error, "
-                    "checked_at = excluded.checked_at",
-                    (
-                        outcome.path,
-                        outcome.stamp.size,
-                        outcome.stamp.mtime_ns,
-                        article.key if article else None,
-                        outcome.error,
-                        now,
-                    ),
-                )
                 if article is None:
                     continue
-                if is_duplicate:
+                others = carriers.get(article.key, set())
+                if article.key in seen_now or (
+                    article.key in known and outcome.path not in others and others
+                ):
                     # Another file already brought this story: it keeps its record and its
                     # deliveries; this file only joins the index.
                     counts["dup"] += 1
                     continue
                 seen_now.add(article.key)
-                is_new = article.key not in known
-                await self._upsert_article(db, article, now)
-                if not is_new:
+                upserts.append(article)
+                if article.key in known:
                     counts["updated"] += 1
                     continue
                 counts["new"] += 1
                 if route is not None:
                     routing = route(article)
                     counts["held"] += int(routing.held_unscored and not routing.targets)
-                    counts["deliveries"] += await self._enqueue(
-                        db, article.key, routing.targets, now
+                    outbox.extend((article.key, sub) for sub in routing.targets)
+            # One statement per table for the whole batch: a cold scan records thousands of
+            # files, and each statement is a round trip to the database thread.
+            await db.executemany(
+                "INSERT INTO files (path, size, mtime_ns, article_key, error, checked_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET "
+                "size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                "article_key = excluded.article_key, error = excluded.error, "
+                "checked_at = excluded.checked_at",
+                [
+                    (
+                        o.path,
+                        o.stamp.size,
+                        o.stamp.mtime_ns,
+                        o.article.key if o.article else None,
+                        o.error,
+                        now,
                     )
+                    for o in outcomes
+                ],
+            )
+            await self._upsert_articles(db, upserts, now)
+            deliveries = await self._enqueue(db, outbox, now)
             return IngestReport(
                 new_articles=counts["new"],
                 updated_articles=counts["updated"],
                 duplicates=counts["dup"],
                 bad_files=sum(1 for o in outcomes if o.error is not None),
                 removed_files=len(removed),
-                deliveries=counts["deliveries"],
+                deliveries=deliveries,
                 held_unscored=counts["held"],
             )
 
         return await self._write(body)
 
     @staticmethod
-    async def _carried_elsewhere(db: aiosqlite.Connection, key: str, path: str) -> bool:
-        """Whether a file other than `path` carries the story `key`, and `path` did not."""
-        async with db.execute(
-            "SELECT COALESCE(MAX(path = ?), 0), COALESCE(MAX(path != ?), 0) FROM files "
-            "WHERE article_key = ?",
-            (path, path, key),
-        ) as cur:
-            row = await cur.fetchone()
-        return row is not None and bool(row[1]) and not row[0]
+    async def _carriers(db: aiosqlite.Connection, keys: Iterable[str]) -> dict[str, set[str]]:
+        """The files that carry each of these (known) stories."""
+        carriers: dict[str, set[str]] = {}
+        listed = list(keys)
+        for start in range(0, len(listed), 500):
+            chunk = listed[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            async with db.execute(
+                f"SELECT article_key, path FROM files WHERE article_key IN ({marks})", chunk
+            ) as cur:
+                for key, path in await cur.fetchall():
+                    carriers.setdefault(key, set()).add(path)
+        return carriers
 
     @staticmethod
     async def _existing_keys(db: aiosqlite.Connection, keys: list[str]) -> set[str]:
@@ -390,49 +396,54 @@ class State:
         return found
 
     @staticmethod
-    async def _upsert_article(db: aiosqlite.Connection, article: Article, now: float) -> None:
-        await db.execute(
+    async def _upsert_articles(
+        db: aiosqlite.Connection, articles: Sequence[Article], now: float
+    ) -> None:
+        await db.executemany(
             "INSERT INTO articles (key, title, published_at, quality, provider, payload, "
             "first_seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET title = excluded.title, "
             "published_at = excluded.published_at, quality = excluded.quality, "
             "provider = excluded.provider, payload = excluded.payload, "
             "updated_at = excluded.updated_at",
-            (
-                article.key,
-                article.title,
-                _iso_utc(article.published_at),
-                article.quality,
-                article.provider.name,
-                json.dumps(article_to_dict(article), ensure_ascii=False),
-                now,
-                now,
-            ),
+            [
+                (
+                    a.key,
+                    a.title,
+                    _iso_utc(a.published_at),
+                    a.quality,
+                    a.provider.name,
+                    json.dumps(article_to_dict(a), ensure_ascii=False),
+                    now,
+                    now,
+                )
+                for a in articles
+            ],
         )
-        await db.execute("DELETE FROM article_topics WHERE article_key = ?", (article.key,))
+        await db.executemany(
+            "DELETE FROM article_topics WHERE article_key = ?", [(a.key,) for a in articles]
+        )
         await db.executemany(
             "INSERT OR IGNORE INTO article_topics (article_key, folded, topic) VALUES (?, ?, ?)",
-            [(article.key, t.casefold(), t) for t in article.topics],
+            [(a.key, t.casefold(), t) for a in articles for t in a.topics],
         )
 
     @staticmethod
     async def _enqueue(
-        db: aiosqlite.Connection,
-        article_key: str,
-        targets: Iterable[Subscription],
-        now: float,
+        db: aiosqlite.Connection, rows: Sequence[tuple[str, Subscription]], now: float
     ) -> int:
-        created = 0
-        for sub in targets:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO deliveries (platform, channel, article_key, "
-                "subscription_id, state, attempts, next_attempt_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                (sub.platform, sub.channel, article_key, sub.id, DeliveryState.PENDING, now, now,
-                 now),
-            )
-            created += cursor.rowcount
-        return created
+        """Outbox rows for (article key, subscription) pairs; returns how many are new (a
+        channel already due the story keeps its one row)."""
+        cursor = await db.executemany(
+            "INSERT OR IGNORE INTO deliveries (platform, channel, article_key, "
+            "subscription_id, state, attempts, next_attempt_at, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            [
+                (sub.platform, sub.channel, key, sub.id, DeliveryState.PENDING, now, now, now)
+                for key, sub in rows
+            ],
+        )
+        return max(cursor.rowcount, 0)
 
     async def get_article(self, key: str) -> Article | None:
         rows = await self._fetchall("SELECT payload FROM articles WHERE key = ?", (key,))
@@ -585,7 +596,7 @@ class State:
             async for row in cursor:
                 article = article_from_dict(json.loads(row[0]))
                 if route(sub, article):
-                    taken += await self._enqueue(db, article.key, (sub,), now)
+                    taken += await self._enqueue(db, [(article.key, sub)], now)
                     if taken >= sub.backfill:
                         break
 
