@@ -458,7 +458,3 @@ def create_slack_notifier(
         return read_secret(variable, environ)
 
     return SlackNotifier(web_client(token, config), style, resolve_webhook, clock or SystemClock())
-
-
-def slack_token_given(environ: Mapping[str, str]) -> bool:
-    return bool(environ.get(BOT_TOKEN_ENV) or environ.get(f"{BOT_TOKEN_ENV}_FILE"))

@@ -158,11 +158,6 @@ def format_time(moment: datetime) -> str:
     return f"{t.day} {_MONTHS[t.month - 1]} {t.year} {t.hour:02d}:{t.minute:02d} UTC"
 
 
-def format_date(moment: datetime) -> str:
-    t = as_utc(moment)
-    return f"{t.day} {_MONTHS[t.month - 1]} {t.year}"
-
-
 def iso_time(moment: datetime) -> str:
     return as_utc(moment).isoformat()
 
