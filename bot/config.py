@@ -444,12 +444,21 @@ SECRET_VARIABLES = (
 )
 
 
+WEBHOOK_PREFIX = "webhook:"
+
+
+def webhook_env_name(platform: str, name: str) -> str:
+    """The variable holding a webhook target's URL: on Discord, `webhook:eng-news` reads
+    `DISCORD_WEBHOOK_ENG_NEWS` (or `_FILE`); other characters than letters and digits become
+    `_`, so the name is a valid variable name."""
+    return f"{platform.upper()}_WEBHOOK_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}"
+
+
 def webhook_variable(platform: str, channel: str) -> str | None:
-    """The environment variable holding a webhook target's URL (`channel = "webhook:NAME"`)."""
-    if not channel.startswith("webhook:"):
+    """The variable for a subscription's channel, when it is a webhook target."""
+    if not channel.startswith(WEBHOOK_PREFIX):
         return None
-    name = re.sub(r"[^A-Za-z0-9]", "_", channel.removeprefix("webhook:")).upper()
-    return f"{platform.upper()}_WEBHOOK_{name}"
+    return webhook_env_name(platform, channel.removeprefix(WEBHOOK_PREFIX))
 
 
 def describe_secret(name: str, environ: Mapping[str, str]) -> str:

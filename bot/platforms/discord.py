@@ -29,6 +29,7 @@ from discord.http import MultipartParameters, Route
 
 from bot.articles import Article
 from bot.config import ConfigError, DiscordConfig, read_secret
+from bot.config import webhook_env_name as config_webhook_env_name
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
 from bot.render import RenderStyle, render_discord
 
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 PLATFORM = "discord"
 TOKEN_ENV = "DISCORD_TOKEN"
 WEBHOOK_PREFIX = "webhook:"
-WEBHOOK_ENV_PREFIX = "DISCORD_WEBHOOK_"
 NONCE_MAX_LENGTH = 25  # Discord answers a longer nonce with 400 (50035)
 # discord.py sleeps out a 429 inside the call when Discord asks for at most this long (30 s is
 # the smallest value it accepts); a longer wait comes back as RateLimited, and our outbox holds
@@ -123,7 +123,7 @@ def nonce_for(delivery_key: str) -> str:
 
 def webhook_env_name(name: str) -> str:
     """`webhook:eng-news` reads `DISCORD_WEBHOOK_ENG_NEWS` (or `_FILE`)."""
-    return WEBHOOK_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return config_webhook_env_name(PLATFORM, name)
 
 
 def _code_label(code: int) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -29,6 +28,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.articles import Article
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, SlackConfig, read_secret
+from bot.config import webhook_env_name as config_webhook_env_name
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
 from bot.render import RenderStyle, render_slack
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 BOT_TOKEN_ENV = "SLACK_BOT_TOKEN"
 WEBHOOK_PREFIX = "webhook:"
-WEBHOOK_ENV_PREFIX = "SLACK_WEBHOOK_"
+PLATFORM = "slack"
 METADATA_EVENT_TYPE = "newsbot_delivery"
 
 # How far back `find_sent` looks, and how many pages of 200 messages at most: a restart after
@@ -196,7 +196,7 @@ def classify_webhook_status(
 
 def webhook_env_name(name: str) -> str:
     """`webhook:eng-news` reads `SLACK_WEBHOOK_ENG_NEWS` (or `_FILE`)."""
-    return WEBHOOK_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return config_webhook_env_name(PLATFORM, name)
 
 
 def delivery_metadata(delivery_key: str) -> dict[str, Any]:
