@@ -255,9 +255,10 @@ async def test_news_dispatched_through_the_gateway_gets_the_right_articles(
 async def test_behind_a_custom_api_base_the_gateway_is_the_one_that_api_names(
     app: App, fake: FakeDiscord
 ) -> None:
-    # As a separate process would start: nothing points discord.py at the fake's gateway but
-    # the configured api_base_url (whose GET /gateway names it).
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL("ws://127.0.0.1:9/unreachable")
+    # As a separate process would start: discord.py at its own default (Discord's gateway,
+    # unreachable here); only the configured api_base_url (whose GET /gateway names the fake's
+    # gateway) leads the bot there.
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL("wss://gateway.discord.gg/")
     app.store.add("ai-new", "Newest AI story", published="2026-11-20T10:00:00Z")
     await app.start()
     assert fake.requests_to("GET", "/gateway")

@@ -467,3 +467,17 @@ async def test_a_forbidden_channel_is_parked_and_the_others_go_on(
 
 
 # --------------------------------------------------------------------------- the boundary
+
+
+async def test_the_default_api_setting_keeps_an_address_the_embedding_program_chose(
+    fake: FakeDiscord,
+) -> None:
+    """`api_base_url` left at Discord's own does not overwrite discord.py's `Route.BASE` when a
+    program embedding the bot (here: the test, through patch_discord_py) already pointed it."""
+    from discord.http import Route
+
+    assert fake.base_url == Route.BASE
+    async with started(fake, config=DiscordConfig()) as notifier:
+        await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
+        assert fake.base_url == Route.BASE
+    assert len(fake.messages(CHANNEL)) == 1

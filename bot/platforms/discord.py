@@ -233,7 +233,10 @@ class DiscordNotifier:
         # discord.py has no per-client API address: every REST call (webhooks included) is
         # built on the class attribute `Route.BASE`, read each time a Route is made. Setting it
         # is how requests go through an HTTP proxy in front of Discord (or a test's fake).
-        # The gateway address is separate (DiscordWebSocket.DEFAULT_GATEWAY) and untouched.
+        # The default setting leaves alone an address a program embedding us already chose.
+        # The gateway address is separate (see DiscordGateway).
+        if self._config.api_base_url == DiscordConfig().api_base_url:
+            return
         self._previous_base = Route.BASE
         Route.BASE = self._config.api_base_url
 

@@ -453,6 +453,9 @@ async def sync_commands(
     return synced
 
 
+# discord.py's default gateway address, which only Discord itself serves.
+DISCORDS_OWN_GATEWAY = "wss://gateway.discord.gg"
+
 # --- the gateway ------------------------------------------------------------------------------
 
 
@@ -488,11 +491,15 @@ class DiscordGateway:
 
     async def _gateway_url(self) -> str | None:
         """The configured gateway; else, behind a custom API base (a proxy), the one that API
-        names at `GET /gateway`; None keeps Discord's own."""
+        names at `GET /gateway`; None keeps what discord.py has (Discord's own, or what an
+        embedding program set on the class before starting us)."""
         if self._config.gateway_url:
             return self._config.gateway_url
         if self._config.api_base_url.rstrip("/") == DiscordConfig().api_base_url:
             return None
+        current = str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY).rstrip("/")
+        if current != DISCORDS_OWN_GATEWAY:
+            return None  # already pointed somewhere on purpose: leave it
         try:
             data = await self._notifier.client.http.request(
                 discord.http.Route("GET", "/gateway")
