@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import Config
-from bot.worker import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY
 
+# The worker records its heartbeat under this meta key every HEARTBEAT_INTERVAL_S. Defined
+# here, not in the worker, so that the health check (a short process every 30 s in the
+# container) does not import the whole worker to read one row.
+HEARTBEAT_KEY = "worker_heartbeat"
+HEARTBEAT_INTERVAL_S = 10.0
 # A few missed beats are tolerated (a long cold scan, a slow disk) before we call it unhealthy.
 MAX_HEARTBEAT_AGE_S = 6 * HEARTBEAT_INTERVAL_S
 

@@ -13,6 +13,7 @@ from bot.articles import Article
 from bot.clock import Clock
 from bot.config import Config, SubscriptionSpec
 from bot.delivery import Deliverer
+from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
 from bot.state import IngestReport, RouteFn, State
@@ -30,8 +31,6 @@ from bot.subscriptions import Subscription, SubscriptionSource
 log = logging.getLogger(__name__)
 
 _BASELINE_KEY = "store_baseline_done"
-HEARTBEAT_KEY = "worker_heartbeat"
-HEARTBEAT_INTERVAL_S = 10.0
 # How long a graceful stop waits for sends in flight before leaving them `sending` (safe: they
 # are resolved at the next start).
 STOP_GRACE_S = 8.0

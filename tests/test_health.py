@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.config import load_config
-from bot.health import MAX_HEARTBEAT_AGE_S, check_health
-from bot.worker import HEARTBEAT_KEY
+from bot.health import HEARTBEAT_KEY, MAX_HEARTBEAT_AGE_S, check_health
 from tests.test_process import Bot, newsbot, start_bot, write_config
 
 __all__ = ["start_bot"]  # the fixture, shared with test_process
