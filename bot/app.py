@@ -33,6 +33,8 @@ def _stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
     loop = asyncio.get_running_loop()
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
+        # No handler where the loop can't install one (no signal support on the platform, or
+        # run_bot embedded off the main thread): the default signal handling then stays.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
