@@ -113,9 +113,9 @@ def bench_memory_and_prime(config: Path) -> None:
 
 
 def bench_rescan(config_path: Path, store: Path, runs: int) -> None:
+    from bot.app import build_delivery
     from bot.clock import SystemClock
     from bot.config import load_config
-    from bot.delivery import Deliverer
     from bot.state import State
     from bot.worker import Worker
 
@@ -124,7 +124,8 @@ def bench_rescan(config_path: Path, store: Path, runs: int) -> None:
         clock = SystemClock()
         state = await State.open(config.database.path, clock)
         try:
-            worker = Worker(config, state, Deliverer(state, {}, clock), clock)
+            _, scheduler = build_delivery(config, state, {}, clock)
+            worker = Worker(config, state, scheduler, clock)
             await worker.prepare()
             samples = []
             for _ in range(runs):

@@ -15,15 +15,21 @@ from bot.clock import Clock, SystemClock
 from bot.config import Config, ConfigError
 from bot.delivery import Deliverer
 from bot.metrics import Metrics
-from bot.notifiers import build_notifiers
+from bot.notifiers import MAX_IN_FLIGHT, build_notifiers, build_pacers
 from bot.platforms.base import Notifier, PermanentError
+from bot.scheduler import Leftover, Scheduler
 from bot.services import Parts, RunningBot, start_services
 from bot.state import State
 from bot.worker import Worker, summary_lines
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RunningBot", "run_bot"]
+__all__ = ["EXIT_DELIVERIES_LEFT", "RunningBot", "run_bot"]
+
+# `run --once` left deliveries behind (a long backoff, a parked channel): try again later
+# (EX_TEMPFAIL in sysexits.h).
+EXIT_DELIVERIES_LEFT = 75
+DEFAULT_MAX_WAIT_S = 300.0
 
 
 @contextlib.contextmanager
@@ -54,6 +60,22 @@ async def _start(notifiers: Mapping[str, Notifier]) -> None:
         raise ConfigError(exc.reason) from None
 
 
+def build_delivery(
+    config: Config,
+    state: State,
+    notifiers: Mapping[str, Notifier],
+    clock: Clock,
+    metrics: Metrics | None = None,
+) -> tuple[Deliverer, Scheduler]:
+    """The deliverer (one attempt) and the scheduler (who goes when) for these notifiers."""
+    deliverer = Deliverer(state, notifiers, clock, metrics=metrics)
+    scheduler = Scheduler(
+        deliverer, state.outbox, build_pacers(config, notifiers), clock,
+        max_in_flight=MAX_IN_FLIGHT,
+    )
+    return deliverer, scheduler
+
+
 async def run_bot(
     config: Config,
     once: bool,
@@ -62,7 +84,10 @@ async def run_bot(
     stop: asyncio.Event | None = None,
     environ: Mapping[str, str] | None = None,
     on_ready: Callable[[RunningBot], None] | None = None,
+    max_wait_s: float = DEFAULT_MAX_WAIT_S,
 ) -> int:
+    """Run the bot; returns the exit status. `once`: deliver what is queued (waiting out waits
+    shorter than `max_wait_s`) and exit, 75 when deliveries are left."""
     clock = clock or SystemClock()
     environ = os.environ if environ is None else environ
     stop = stop or asyncio.Event()
@@ -74,14 +99,17 @@ async def run_bot(
             notifiers = build_notifiers(config, out, environ, clock, platforms_in_db)
             await _start(notifiers)
             metrics = Metrics()
-            deliverer = Deliverer(state, notifiers, clock, metrics=metrics)
-            worker = Worker(config, state, deliverer, clock, metrics=metrics)
+            deliverer, scheduler = build_delivery(config, state, notifiers, clock, metrics)
+            worker = Worker(config, state, scheduler, clock, metrics=metrics)
             summary = await worker.prepare(settle=once, stop=stop)
+            left: list[Leftover] = []
             if once and not stop.is_set():
-                await worker.deliver_until_idle()
+                left = await worker.deliver_until_idle(stop, max_wait_s)
             for line in summary_lines(summary, config):
                 log.info("%s", line)
-            if once or stop.is_set():
+            if once:
+                return _report_leftovers(left)
+            if stop.is_set():
                 return 0
             async with contextlib.AsyncExitStack() as services:
                 parts = Parts(config, state, worker, deliverer, notifiers, environ, clock, metrics)
@@ -98,3 +126,17 @@ async def run_bot(
             for notifier in notifiers.values():
                 await notifier.aclose()
             await state.aclose()
+
+
+def _report_leftovers(left: list[Leftover]) -> int:
+    """What a bounded run could not deliver: how many, where, why; the exit status."""
+    if not left:
+        return 0
+    total = sum(item.rows for item in left)
+    log.warning(
+        "%d deliveries are left in %d channels; run again later (or without --once)",
+        total, len(left),
+    )
+    for item in left:
+        log.warning("left %s:%s rows=%d: %s", item.platform, item.channel, item.rows, item.reason)
+    return EXIT_DELIVERIES_LEFT

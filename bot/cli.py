@@ -33,7 +33,19 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     run = with_config(sub.add_parser("run", help="watch the store and deliver"))
-    run.add_argument("--once", action="store_true", help="process the store, deliver, exit")
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="process the store, deliver everything queued, exit (75 when deliveries are left)",
+    )
+    run.add_argument(
+        "--max-wait-s",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="with --once: wait out rate limits and retries due within this many seconds "
+        "(default 300)",
+    )
     run.add_argument("--log-format", choices=("text", "json"), help="override logging.format")
     run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
@@ -93,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging(
                 args.log_level or config.log_level, args.log_format or config.log_format
             )
-            return _run(config, once=args.once)
+            return _run(config, once=args.once, max_wait_s=args.max_wait_s)
         configure_logging("WARNING", "text")
         if command == "scan":
             return _scan(config, args.path, args.json, not args.no_cache, sys.stdout)
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     raise AssertionError(f"unhandled command {command}")
 
 
-def _run(config: Config, once: bool) -> int:
+def _run(config: Config, once: bool, max_wait_s: float) -> int:
     import asyncio
 
     from bot.app import run_bot
@@ -132,7 +144,7 @@ def _run(config: Config, once: bool) -> int:
         )
         return 2
     try:
-        return asyncio.run(run_bot(config, once=once, out=sys.stdout))
+        return asyncio.run(run_bot(config, once=once, out=sys.stdout, max_wait_s=max_wait_s))
     except StateError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2

@@ -67,6 +67,9 @@ class DiscordConfig:
     gateway_url: str = ""
     commands: bool = True  # register and answer slash commands (needs the gateway)
     guild_ids: tuple[int, ...] = ()  # sync commands to these servers at once (development)
+    # Requests per second the bot may make in all (Discord's global limit is 50; Discord
+    # grants large bots more on request).
+    global_rate: float = 50.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +82,9 @@ class SlackConfig:
     # (workspace admins and owners) or "users" (the ids in manage_user_ids).
     manage: str = "anyone"
     manage_user_ids: tuple[str, ...] = ()
+    # Posts per second across the workspace at most; learned down when Slack answers 429 where
+    # no channel's own pace explains it.
+    workspace_rate: float = 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +261,7 @@ def _render_style(table: Mapping[str, Any], source: str) -> RenderStyle:
 
 def _discord(table: Mapping[str, Any], source: str) -> DiscordConfig:
     r = _Reader(table, "discord.", source)
-    r.check_unknown({"api_base_url", "gateway_url", "commands", "guild_ids"})
+    r.check_unknown({"api_base_url", "gateway_url", "commands", "guild_ids", "global_rate"})
     defaults = DiscordConfig()
     guild_ids = table.get("guild_ids", [])
     if not isinstance(guild_ids, list) or not all(
@@ -267,12 +273,14 @@ def _discord(table: Mapping[str, Any], source: str) -> DiscordConfig:
         gateway_url=r.string("gateway_url", defaults.gateway_url) or "",
         commands=bool(r.boolean("commands", defaults.commands)),
         guild_ids=tuple(guild_ids),
+        global_rate=r.number("global_rate", defaults.global_rate, minimum=1.0)
+        or defaults.global_rate,
     )
 
 
 def _slack(table: Mapping[str, Any], source: str) -> SlackConfig:
     r = _Reader(table, "slack.", source)
-    r.check_unknown({"api_base_url", "commands", "manage", "manage_user_ids"})
+    r.check_unknown({"api_base_url", "commands", "manage", "manage_user_ids", "workspace_rate"})
     defaults = SlackConfig()
     base = r.string("api_base_url", defaults.api_base_url) or defaults.api_base_url
     return SlackConfig(
@@ -282,6 +290,8 @@ def _slack(table: Mapping[str, Any], source: str) -> SlackConfig:
         manage=r.string("manage", defaults.manage, ("anyone", "admins", "users"))
         or defaults.manage,
         manage_user_ids=r.strings("manage_user_ids"),
+        workspace_rate=r.number("workspace_rate", defaults.workspace_rate, minimum=0.2)
+        or defaults.workspace_rate,
     )
 
 
@@ -499,11 +509,13 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
         f'gateway_url = "{config.discord.gateway_url}"',
         f"commands = {str(config.discord.commands).lower()}",
         f"guild_ids = {list(config.discord.guild_ids)}",
+        f"global_rate = {config.discord.global_rate:g}",
         "[slack]",
         f'api_base_url = "{config.slack.api_base_url}"',
         f'commands = "{config.slack.commands}"',
         f'manage = "{config.slack.manage}"',
         f"manage_user_ids = {list(config.slack.manage_user_ids)}",
+        f"workspace_rate = {config.slack.workspace_rate:g}",
         "[http]",
         f"enabled = {str(config.http.enabled).lower()}",
         f'host = "{config.http.host}"',

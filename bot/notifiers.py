@@ -9,6 +9,7 @@ from typing import TextIO
 
 from bot.clock import Clock
 from bot.config import Config, ConfigError, read_secret
+from bot.pacing import DiscordPacing, Pacer, SlackPacing, Unpaced
 from bot.platforms.base import Notifier
 from bot.platforms.console import ConsoleNotifier
 
@@ -54,3 +55,20 @@ def _build_discord(
     from bot.platforms.discord import create_discord_notifier
 
     return create_discord_notifier(token, config.discord, config.render, environ)
+
+
+def build_pacers(config: Config, platforms: Collection[str]) -> dict[str, Pacer]:
+    """Each platform's pacing, from its configured ceilings."""
+    pacers: dict[str, Pacer] = {}
+    for platform in platforms:
+        if platform == "discord":
+            pacers[platform] = DiscordPacing(config.discord.global_rate)
+        elif platform == "slack":
+            pacers[platform] = SlackPacing(config.slack.workspace_rate)
+        else:
+            pacers[platform] = Unpaced()
+    return pacers
+
+
+# Sends in flight per platform at most. The terminal prints one at a time, in order.
+MAX_IN_FLIGHT = {"console": 1}

@@ -62,6 +62,8 @@ async def _start_discord_gateway(
     from bot.platforms.discord_commands import DiscordGateway
 
     assert isinstance(discord, DiscordNotifier)
+    if not discord.has_bot:
+        return  # webhook targets only: the start-up line said slash commands are off
     config = parts.config
     gateway = DiscordGateway(discord, commands, parts.state, config.discord, config.render)
     await gateway.start()
@@ -108,7 +110,7 @@ async def _start_http(
         return checks
 
     async def metrics_text() -> str:
-        counts = await parts.state.delivery_counts()
+        counts = await parts.state.outbox.counts()
         parked = sum(1 for s in await parts.state.subscriptions() if s.is_parked)
         gauges = StateGauges(
             deliveries={(p, str(s)): n for (p, s), n in counts.items()},

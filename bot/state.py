@@ -1,148 +1,31 @@
-"""SQLite state through aiosqlite: migrations, articles, the store index, subscriptions, and the
-delivery outbox.
-
-One connection, one writer: every write runs in a `BEGIN IMMEDIATE` transaction behind an
-asyncio lock, so routing and the outbox rows it creates commit together (docs/reliability.md).
-WAL lets readers (health checks, `newsbot subscriptions list`) run beside the worker.
+"""The bot's memory of articles, the store index and subscriptions, on the shared `Database`
+(connection, migrations, the one writer). The delivery rows live in `bot.outbox`; routing writes
+them in the same transaction as the articles that caused them (docs/reliability.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosqlite
 
 from bot.articles import Article, article_from_dict, article_to_dict
 from bot.clock import Clock
+from bot.database import MIGRATIONS, Database, StateError
+from bot.outbox import Delivery, DeliveryState, Outbox, enqueue
 from bot.routing import Routing
 from bot.store import FileOutcome, FileStamp
 from bot.subscriptions import Subscription, SubscriptionSource, topics_key
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-# Each entry moves the schema one version up; `PRAGMA user_version` records where a database is.
-# SQLite DDL is transactional, so an interrupted migration leaves the previous version intact.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    CREATE TABLE articles (
-        key TEXT PRIMARY KEY,
-        title TEXT NOT NULL,
-        published_at TEXT,
-        quality REAL,
-        provider TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        first_seen_at REAL NOT NULL,
-        updated_at REAL NOT NULL
-    );
-    CREATE INDEX articles_recent ON articles (published_at);
-    CREATE TABLE article_topics (
-        article_key TEXT NOT NULL REFERENCES articles (key) ON DELETE CASCADE,
-        folded TEXT NOT NULL,
-        topic TEXT NOT NULL,
-        PRIMARY KEY (article_key, folded)
-    ) WITHOUT ROWID;
-    CREATE INDEX article_topics_by_topic ON article_topics (folded);
-    CREATE TABLE files (
-        path TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        mtime_ns INTEGER NOT NULL,
-        article_key TEXT,
-        error TEXT,
-        checked_at REAL NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE subscriptions (
-        id INTEGER PRIMARY KEY,
-        platform TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        topics TEXT NOT NULL,
-        topics_key TEXT NOT NULL,
-        min_quality REAL,
-        include_unscored INTEGER,
-        providers_include TEXT NOT NULL,
-        providers_exclude TEXT NOT NULL,
-        keywords TEXT NOT NULL,
-        max_age_days REAL,
-        backfill INTEGER NOT NULL,
-        source TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        parked_reason TEXT,
-        parked_at REAL,
-        UNIQUE (platform, channel, topics_key)
-    );
-    CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY,
-        platform TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        article_key TEXT NOT NULL REFERENCES articles (key),
-        subscription_id INTEGER,
-        state TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at REAL NOT NULL,
-        last_error TEXT,
-        message_ref TEXT,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        UNIQUE (platform, channel, article_key)
-    );
-    CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
-    """,
-    # Which files carry a story: tells a second file of a known story (a duplicate) from an
-    # edit of the file that brought it, without scanning the whole index.
-    """
-    CREATE INDEX files_by_article ON files (article_key);
-    """,
-    # A row whose last attempt may have reached the platform without an answer: before it is
-    # sent again, the platform is asked whether the post is already there.
-    """
-    ALTER TABLE deliveries ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
-    """,
-)
-
-# How long to keep trying when another process holds the write lock.
-_LOCKED_RETRIES = 8
-
-
-class StateError(RuntimeError):
-    """The database cannot be used as it is; the message says why and what to do."""
-
-
-class DeliveryState(StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"  # committed before the send: found at start-up, it was interrupted
-    SENT = "sent"
-    FAILED = "failed"  # the platform rejected the payload itself; never retried
-    PARKED = "parked"  # the channel refused us for good; waits for the subscription to return
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    id: int
-    platform: str
-    channel: str
-    article_key: str
-    subscription_id: int | None
-    state: DeliveryState
-    attempts: int
-    next_attempt_at: float
-    last_error: str | None
-    message_ref: str | None
-    uncertain: bool = False  # the last attempt may have posted: look before sending again
-
-    @property
-    def key(self) -> str:
-        """The delivery's identity, stable across retries and restarts."""
-        return f"{self.platform}:{self.channel}:{self.article_key}"
+__all__ = ["MIGRATIONS", "Delivery", "DeliveryState", "IngestReport", "State", "StateError"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,104 +53,32 @@ def _iso_utc(value: datetime | None) -> str | None:
 class State:
     """The bot's memory. Construct with `await State.open(path, clock)`; close with `aclose()`."""
 
-    def __init__(self, db: aiosqlite.Connection, clock: Clock, path: Path | None = None) -> None:
-        self._db = db
-        self._path = path
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self._database = database
         self._clock = clock
-        self._write_lock = asyncio.Lock()
+        self.outbox = Outbox(database, clock)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
     async def open(cls, path: Path, clock: Clock) -> State:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await aiosqlite.connect(str(path), isolation_level=None, timeout=5.0)
-        try:
-            db.row_factory = aiosqlite.Row
-            try:
-                await db.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.DatabaseError as exc:
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise
-                raise StateError(
-                    f"{path} is not a newsbot database (SQLite says: {exc}); set "
-                    "database.path to another file, or move this one away"
-                ) from None
-            # FULL: a delivery marked `sent` must stay sent through a power cut.
-            await db.execute("PRAGMA synchronous=FULL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=5000")
-            state = cls(db, clock, path)
-            await state._migrate()
-        except BaseException:
-            await db.close()
-            raise
-        return state
+        return cls(await Database.open(path), clock)
+
+    @property
+    def database(self) -> Database:
+        return self._database
 
     async def aclose(self) -> None:
-        await self._db.close()
-
-    async def _migrate(self) -> None:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        if version > len(MIGRATIONS):
-            raise StateError(
-                f"the database {self._path} is at schema version {version}, newer than this "
-                f"newsbot ({len(MIGRATIONS)}); upgrade newsbot or use another database file"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            log.info("migrating the database to schema version %d", number)
-
-            async def apply(
-                db: aiosqlite.Connection, script: str = script, n: int = number
-            ) -> None:
-                for statement in filter(str.strip, script.split(";")):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {n}")
-
-            await self._write(apply)
-
-    async def _write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `body` in one BEGIN IMMEDIATE transaction; wait out another process's lock."""
-        async with self._write_lock:
-            delay_s = 0.05
-            for attempt in range(_LOCKED_RETRIES):
-                try:
-                    await self._db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or attempt == _LOCKED_RETRIES - 1:
-                        raise
-                    log.warning("the database is locked by another process; retrying")
-                    await asyncio.sleep(delay_s)
-                    delay_s = min(delay_s * 2, 2.0)
-                    continue
-                try:
-                    result = await body(self._db)
-                    await self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        await self._db.execute("ROLLBACK")
-                    raise
-                return result
-        raise AssertionError("unreachable")
-
-    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        await self._database.aclose()
 
     async def ping(self) -> bool:
         """Readiness: the database answers a query."""
-        try:
-            await self._fetchall("SELECT 1")
-        except Exception:
-            return False
-        return True
+        return await self._database.ping()
 
     # --- meta ----------------------------------------------------------------------------------
 
     async def get_meta(self, key: str) -> str | None:
-        rows = await self._fetchall("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = await self._database.fetchall("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0]["value"]) if rows else None
 
     async def set_meta(self, key: str, value: str) -> None:
@@ -278,16 +89,16 @@ class State:
                 (key, value),
             )
 
-        await self._write(body)
+        await self._database.write(body)
 
     # --- the store index and articles -------------------------------------------------------
 
     async def load_file_index(self) -> dict[str, FileStamp]:
-        rows = await self._fetchall("SELECT path, size, mtime_ns FROM files")
+        rows = await self._database.fetchall("SELECT path, size, mtime_ns FROM files")
         return {r["path"]: FileStamp(r["size"], r["mtime_ns"]) for r in rows}
 
     async def bad_files(self) -> list[tuple[str, str]]:
-        rows = await self._fetchall(
+        rows = await self._database.fetchall(
             "SELECT path, error FROM files WHERE error IS NOT NULL ORDER BY path"
         )
         return [(r["path"], r["error"]) for r in rows]
@@ -313,7 +124,7 @@ class State:
             counts = {"new": 0, "updated": 0, "dup": 0, "held": 0}
             seen_now: set[str] = set()
             upserts: list[Article] = []
-            outbox: list[tuple[str, Subscription]] = []
+            outbox: list[tuple[Article, Subscription]] = []
             for outcome in outcomes:
                 article = outcome.article
                 if article is None:
@@ -335,7 +146,7 @@ class State:
                 if route is not None:
                     routing = route(article)
                     counts["held"] += int(routing.held_unscored and not routing.targets)
-                    outbox.extend((article.key, sub) for sub in routing.targets)
+                    outbox.extend((article, sub) for sub in routing.targets)
             # One statement per table for the whole batch: a cold scan records thousands of
             # files, and each statement is a round trip to the database thread.
             await db.executemany(
@@ -357,7 +168,7 @@ class State:
                 ],
             )
             await self._upsert_articles(db, upserts, now)
-            deliveries = await self._enqueue(db, outbox, now)
+            deliveries = await enqueue(db, outbox, now)
             return IngestReport(
                 new_articles=counts["new"],
                 updated_articles=counts["updated"],
@@ -368,7 +179,7 @@ class State:
                 held_unscored=counts["held"],
             )
 
-        return await self._write(body)
+        return await self._database.write(body)
 
     @staticmethod
     async def _carriers(db: aiosqlite.Connection, keys: Iterable[str]) -> dict[str, set[str]]:
@@ -428,25 +239,8 @@ class State:
             [(a.key, t.casefold(), t) for a in articles for t in a.topics],
         )
 
-    @staticmethod
-    async def _enqueue(
-        db: aiosqlite.Connection, rows: Sequence[tuple[str, Subscription]], now: float
-    ) -> int:
-        """Outbox rows for (article key, subscription) pairs; returns how many are new (a
-        channel already due the story keeps its one row)."""
-        cursor = await db.executemany(
-            "INSERT OR IGNORE INTO deliveries (platform, channel, article_key, "
-            "subscription_id, state, attempts, next_attempt_at, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
-            [
-                (sub.platform, sub.channel, key, sub.id, DeliveryState.PENDING, now, now, now)
-                for key, sub in rows
-            ],
-        )
-        return max(cursor.rowcount, 0)
-
     async def get_article(self, key: str) -> Article | None:
-        rows = await self._fetchall("SELECT payload FROM articles WHERE key = ?", (key,))
+        rows = await self._database.fetchall("SELECT payload FROM articles WHERE key = ?", (key,))
         return article_from_dict(json.loads(rows[0]["payload"])) if rows else None
 
     async def recent_articles(
@@ -469,7 +263,7 @@ class State:
             params.append(min_quality)
         where.append(f"({quality_clause}{' OR quality IS NULL' if include_unscored else ''})")
         params.append(limit)
-        rows = await self._fetchall(
+        rows = await self._database.fetchall(
             f"SELECT payload FROM articles WHERE {' AND '.join(where)} "
             "ORDER BY published_at DESC, first_seen_at DESC LIMIT ?",
             params,
@@ -477,18 +271,20 @@ class State:
         return [article_from_dict(json.loads(r["payload"])) for r in rows]
 
     async def topic_counts(self) -> list[tuple[str, int]]:
-        rows = await self._fetchall(
+        rows = await self._database.fetchall(
             "SELECT MIN(topic) AS topic, COUNT(*) AS n FROM article_topics "
             "GROUP BY folded ORDER BY n DESC, topic"
         )
         return [(r["topic"], r["n"]) for r in rows]
 
     async def unscored_count(self) -> int:
-        rows = await self._fetchall("SELECT COUNT(*) AS n FROM articles WHERE quality IS NULL")
+        rows = await self._database.fetchall(
+            "SELECT COUNT(*) AS n FROM articles WHERE quality IS NULL"
+        )
         return int(rows[0]["n"])
 
     async def article_count(self) -> int:
-        rows = await self._fetchall("SELECT COUNT(*) AS n FROM articles")
+        rows = await self._database.fetchall("SELECT COUNT(*) AS n FROM articles")
         return int(rows[0]["n"])
 
     # --- subscriptions -------------------------------------------------------------------------
@@ -526,7 +322,7 @@ class State:
         sql = "SELECT * FROM subscriptions"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = await self._fetchall(sql + " ORDER BY id", params)
+        rows = await self._database.fetchall(sql + " ORDER BY id", params)
         return [self._subscription(r) for r in rows]
 
     async def add_subscription(
@@ -580,7 +376,7 @@ class State:
                 await self._backfill(db, stored, route, now)
             return stored, created
 
-        return await self._write(body)
+        return await self._database.write(body)
 
     async def _backfill(
         self,
@@ -596,7 +392,7 @@ class State:
             async for row in cursor:
                 article = article_from_dict(json.loads(row[0]))
                 if route(sub, article):
-                    taken += await self._enqueue(db, [(article.key, sub)], now)
+                    taken += await enqueue(db, [(article, sub)], now)
                     if taken >= sub.backfill:
                         break
 
@@ -643,7 +439,7 @@ class State:
                 changed += 1
             return changed
 
-        return await self._write(body)
+        return await self._database.write(body)
 
     async def _delete_subscription(self, db: aiosqlite.Connection, sub_id: int) -> bool:
         """Delete a subscription; when its channel has no other subscription left, its posts
@@ -670,7 +466,7 @@ class State:
         async def body(db: aiosqlite.Connection) -> bool:
             return await self._delete_subscription(db, sub_id)
 
-        return await self._write(body)
+        return await self._database.write(body)
 
     async def sync_config_subscriptions(
         self,
@@ -713,7 +509,7 @@ class State:
             )
             return cursor.rowcount
 
-        return await self._write(body)
+        return await self._database.write(body)
 
     async def unpark_channel(self, platform: str, channel: str) -> int:
         """Someone fixed the channel (re-subscribed): resume it, parked posts included."""
@@ -732,112 +528,4 @@ class State:
             )
             return cursor.rowcount
 
-        return await self._write(body)
-
-    # --- the outbox ----------------------------------------------------------------------------
-
-    @staticmethod
-    def _delivery(row: aiosqlite.Row) -> Delivery:
-        return Delivery(
-            id=row["id"],
-            platform=row["platform"],
-            channel=row["channel"],
-            article_key=row["article_key"],
-            subscription_id=row["subscription_id"],
-            state=DeliveryState(row["state"]),
-            attempts=row["attempts"],
-            next_attempt_at=row["next_attempt_at"],
-            last_error=row["last_error"],
-            message_ref=row["message_ref"],
-            uncertain=bool(row["uncertain"]),
-        )
-
-    async def due_deliveries(
-        self, now: float, platforms: Sequence[str], limit: int = 100
-    ) -> list[Delivery]:
-        marks = ",".join("?" * len(platforms))
-        rows = await self._fetchall(
-            f"SELECT * FROM deliveries WHERE state = ? AND next_attempt_at <= ? "
-            f"AND platform IN ({marks}) ORDER BY next_attempt_at, id LIMIT ?",
-            (DeliveryState.PENDING, now, *platforms, limit),
-        )
-        return [self._delivery(r) for r in rows]
-
-    async def interrupted_deliveries(self) -> list[Delivery]:
-        rows = await self._fetchall(
-            "SELECT * FROM deliveries WHERE state = ? ORDER BY id", (DeliveryState.SENDING,)
-        )
-        return [self._delivery(r) for r in rows]
-
-    async def next_due_at(self, platforms: Sequence[str]) -> float | None:
-        marks = ",".join("?" * len(platforms))
-        rows = await self._fetchall(
-            "SELECT MIN(next_attempt_at) AS t FROM deliveries WHERE state = ? "
-            f"AND platform IN ({marks})",
-            (DeliveryState.PENDING, *platforms),
-        )
-        value = rows[0]["t"]
-        return None if value is None else float(value)
-
-    async def delivery_counts(self) -> dict[tuple[str, DeliveryState], int]:
-        rows = await self._fetchall(
-            "SELECT platform, state, COUNT(*) AS n FROM deliveries GROUP BY platform, state"
-        )
-        return {(r["platform"], DeliveryState(r["state"])): r["n"] for r in rows}
-
-    async def deliveries_for(self, platform: str, channel: str) -> list[Delivery]:
-        rows = await self._fetchall(
-            "SELECT * FROM deliveries WHERE platform = ? AND channel = ? ORDER BY id",
-            (platform, channel),
-        )
-        return [self._delivery(r) for r in rows]
-
-    async def _update_delivery(self, delivery_id: int, sql: str, params: Sequence[Any]) -> None:
-        async def body(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                f"UPDATE deliveries SET {sql}, updated_at = ? WHERE id = ?",
-                (*params, self._clock.time(), delivery_id),
-            )
-
-        await self._write(body)
-
-    async def mark_sending(self, delivery_id: int) -> None:
-        await self._update_delivery(
-            delivery_id, "state = ?, attempts = attempts + 1", (DeliveryState.SENDING,)
-        )
-
-    async def mark_sent(self, delivery_id: int, message_ref: str | None) -> None:
-        await self._update_delivery(
-            delivery_id,
-            "state = ?, message_ref = ?, last_error = NULL, uncertain = 0",
-            (DeliveryState.SENT, message_ref),
-        )
-
-    async def mark_retry(
-        self, delivery_id: int, next_attempt_at: float, error: str, uncertain: bool = False
-    ) -> None:
-        """Back to pending. `uncertain`: the attempt may have posted; once set, it stays set
-        until the row is sent (a later, clean failure does not undo an earlier doubt)."""
-        await self._update_delivery(
-            delivery_id,
-            "state = ?, next_attempt_at = ?, last_error = ?, uncertain = MAX(uncertain, ?)",
-            (DeliveryState.PENDING, next_attempt_at, error, int(uncertain)),
-        )
-
-    async def hold_channel(self, platform: str, channel: str, until: float) -> int:
-        """A rate limit covers the whole channel: no pending row of it is due before `until`."""
-
-        async def body(db: aiosqlite.Connection) -> int:
-            cursor = await db.execute(
-                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? "
-                "WHERE platform = ? AND channel = ? AND state = ? AND next_attempt_at < ?",
-                (until, self._clock.time(), platform, channel, DeliveryState.PENDING, until),
-            )
-            return cursor.rowcount
-
-        return await self._write(body)
-
-    async def mark_failed(self, delivery_id: int, error: str) -> None:
-        await self._update_delivery(
-            delivery_id, "state = ?, last_error = ?", (DeliveryState.FAILED, error)
-        )
+        return await self._database.write(body)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from bot.articles import Article
 from bot.clock import Clock
 from bot.config import Config, SubscriptionSpec
-from bot.delivery import Deliverer
 from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
+from bot.scheduler import Leftover, Scheduler
 from bot.state import IngestReport, RouteFn, State
 from bot.store import (
     SETTLE_S,
@@ -34,8 +34,6 @@ _BASELINE_KEY = "store_baseline_done"
 # How long a graceful stop waits for sends in flight before leaving them `sending` (safe: they
 # are resolved at the next start).
 STOP_GRACE_S = 8.0
-# After a delivery round failed unexpectedly (the database, say): pause before the next one.
-DELIVERY_ERROR_PAUSE_S = 1.0
 
 
 @dataclass(slots=True)
@@ -108,21 +106,20 @@ class Worker:
         self,
         config: Config,
         state: State,
-        deliverer: Deliverer,
+        scheduler: Scheduler,
         clock: Clock,
         metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self.metrics = metrics or Metrics()
         self._state = state
-        self._deliverer = deliverer
+        self._scheduler = scheduler
         self._clock = clock
         self._defaults = routing_defaults(config)
         self._index: dict[str, FileStamp] = {}
         self._reported_refusals: dict[str, str] = {}
         self._store_missing_reported = False
         self._scan_lock = asyncio.Lock()
-        self.outbox_changed = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self.last_heartbeat_s = clock.monotonic()
         self.store_missing = False
@@ -145,7 +142,7 @@ class Worker:
         between batches (what was recorded stays; the rest is scanned at the next start)."""
         self._stop = stop
         self._index = await self._state.load_file_index()
-        await self._deliverer.recover_interrupted()
+        await self._scheduler.recover_interrupted()
         summary = await self.scan()
         for _ in range(3):
             if not (settle and summary.unsettled) or (stop is not None and stop.is_set()):
@@ -155,15 +152,15 @@ class Worker:
         wanted = [
             subscription_from_spec(s, SubscriptionSource.CONFIG) for s in self._config.subscriptions
         ]
-        queued_before = sum((await self._state.delivery_counts()).values())
+        queued_before = sum((await self._state.outbox.counts()).values())
         created = await self._state.sync_config_subscriptions(wanted, self.wants)
-        summary.backfilled = sum((await self._state.delivery_counts()).values()) - queued_before
+        summary.backfilled = sum((await self._state.outbox.counts()).values()) - queued_before
         for sub in created:
             log.info("new subscription %s (backfill %d)", sub.describe(), sub.backfill)
         if any(s.backfill and not self._takes_unscored(s) for s in created):
             # Backfill passes over unscored articles like routing does: say how many exist.
             summary.unscored_in_store = await self._state.unscored_count()
-        self.outbox_changed.set()
+        self._scheduler.notify()
         return summary
 
     async def _router(self) -> tuple[bool, RouteFn]:
@@ -236,7 +233,7 @@ class Worker:
                 else:
                     self.metrics.articles_parsed += 1
             if report.deliveries:
-                self.outbox_changed.set()
+                self._scheduler.notify()
         if baseline and not stopped:
             # An interrupted first scan stays a first scan: the next start completes it
             # without posting what was already there.
@@ -251,18 +248,12 @@ class Worker:
 
     # --- the long-running loop -------------------------------------------------------------
 
-    async def deliver_until_idle(self, stop: asyncio.Event | None = None) -> int:
-        """Deliver every row due now, round after round, until none is left due (or `stop`)."""
-        sent = 0
-        while stop is None or not stop.is_set():
-            report = await self._deliverer.deliver_due(stop)
-            sent += report.sent
-            if report.sent + report.failed + report.parked + report.retried == 0:
-                return sent
-            next_due = await self._deliverer.next_due_at()
-            if next_due is None or next_due > self._clock.time():
-                return sent
-        return sent
+    async def deliver_until_idle(
+        self, stop: asyncio.Event | None = None, max_wait_s: float = 0.0
+    ) -> list[Leftover]:
+        """Deliver everything that may go within `max_wait_s` (waiting out rate limits and
+        short backoffs); returns what is left, by channel, with the reason."""
+        return await self._scheduler.drain(stop or asyncio.Event(), max_wait_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch, rescan and deliver until `stop` is set."""
@@ -276,7 +267,7 @@ class Worker:
             asyncio.create_task(self._scan_loop(stop, rescan_needed), name="scan"),
             asyncio.create_task(self._heartbeat(stop), name="heartbeat"),
         ]
-        delivery = asyncio.create_task(self._delivery_loop(stop), name="deliver")
+        delivery = asyncio.create_task(self._scheduler.run(stop, STOP_GRACE_S), name="deliver")
         # Files written between the start-up scan and the moment the watcher is armed raise no
         # event: look again now and once the watcher has surely started.
         rescan_needed.set()
@@ -291,13 +282,9 @@ class Worker:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            # Let a send in flight finish; a row cut off here stays `sending` and is
-            # resolved at the next start, so nothing is lost or doubled.
-            self.outbox_changed.set()
-            try:
-                await asyncio.wait_for(delivery, STOP_GRACE_S)
-            except TimeoutError:
-                log.warning("stopping with sends still in flight; they resume at next start")
+            # The scheduler lets sends in flight finish (a row cut off stays `sending` and is
+            # resolved at the next start, so nothing is lost or doubled).
+            await delivery
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Record that the worker is alive, for `newsbot healthcheck` in another process."""
@@ -353,22 +340,6 @@ class Worker:
             if summary.unsettled:
                 # Files caught mid-write: look again once they have had time to settle.
                 asyncio.get_running_loop().call_later(SETTLE_S / 2, rescan_needed.set)
-
-    async def _delivery_loop(self, stop: asyncio.Event) -> None:
-        while True:
-            self.outbox_changed.clear()
-            try:
-                await self.deliver_until_idle(stop)
-            except Exception:
-                log.exception("delivery round failed; retrying shortly")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), DELIVERY_ERROR_PAUSE_S)
-            if stop.is_set():
-                return
-            next_due = await self._deliverer.next_due_at()
-            timeout_s = None if next_due is None else max(0.0, next_due - self._clock.time())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.outbox_changed.wait(), timeout_s)
 
 
 def summary_lines(summary: ScanSummary, config: Config) -> list[str]:

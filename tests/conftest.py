@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +35,46 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self._wall += seconds
         self._mono += seconds
+
+
+class RunningClock(FakeClock):
+    """A clock whose time passes (as the real one does, for a running bot's pacing and
+    timers) and that a test can still move forward by hand."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)) -> None:
+        super().__init__(start)
+        self._real_start = time.monotonic()
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._real_start
+
+    def time(self) -> float:
+        return super().time() + self._elapsed()
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self._elapsed()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+
+class VirtualTimer:
+    """The scheduler's timer on a FakeClock: a wait with nothing in flight moves the clock by
+    the wait instead of sleeping; with sends in flight it waits for them (they take no
+    virtual time)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waited_s = 0.0
+
+    async def wait(self, wake: asyncio.Event, timeout_s: float | None, busy: bool) -> None:
+        if busy or timeout_s is None:
+            await wake.wait()
+            return
+        if wake.is_set() or timeout_s <= 0:
+            return
+        self.clock.advance(timeout_s)
+        self.waited_s += timeout_s
 
 
 @pytest.fixture(autouse=True)

@@ -1,18 +1,23 @@
-"""bot/delivery.py: outcomes of sends through a fake notifier, on a real SQLite state."""
+"""bot/delivery.py: outcomes of sends through a fake notifier, on a real SQLite state, driven
+by the real scheduler (unpaced) in bounded rounds at one instant of a fake clock."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bot.articles import Article, parse_article
 from bot.delivery import Deliverer, RetryPolicy
+from bot.outbox import Delivery, DeliveryState
+from bot.pacing import Unpaced
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
 from bot.routing import Routing
-from bot.state import Delivery, DeliveryState, State
+from bot.scheduler import LaneStats, Scheduler
+from bot.state import State
 from bot.store import FileOutcome, FileStamp
 from bot.subscriptions import Subscription
 from tests.conftest import FakeClock
@@ -87,7 +92,7 @@ class Harness:
         return articles
 
     async def rows(self, channel: str, platform: str = "console") -> list[Delivery]:
-        return await self.state.deliveries_for(platform, channel)
+        return await self.state.outbox.rows_for(platform, channel)
 
 
 @pytest.fixture
@@ -99,11 +104,58 @@ async def harness(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Harness]:
         await state.aclose()
 
 
+@dataclass
+class Round:
+    sent: int = 0
+    retried: int = 0  # rate limits included
+    failed: int = 0
+    parked: int = 0
+
+
+class Driver:
+    """The deliverer under a fresh unpaced scheduler per round: one bounded run that sends
+    everything due at the clock's present instant."""
+
+    def __init__(self, h: Harness, deliverer: Deliverer) -> None:
+        self._h = h
+        self.deliverer = deliverer
+
+    @property
+    def stopped_platforms(self) -> dict[str, str]:
+        return self.deliverer.stopped_platforms
+
+    @property
+    def active_platforms(self) -> list[str]:
+        return self.deliverer.active_platforms
+
+    async def recover_interrupted(self) -> int:
+        return await self.deliverer.recover_interrupted()
+
+    async def deliver_due(self, stop: asyncio.Event | None = None) -> Round:
+        pacers = {p: Unpaced() for p in self.deliverer.platforms}
+        scheduler = Scheduler(self.deliverer, self._h.state.outbox, pacers, self._h.clock)
+        await scheduler.drain(stop or asyncio.Event(), max_wait_s=0.0)
+        total = LaneStats()
+        for lane in scheduler.lanes.values():
+            total.sent += lane.stats.sent
+            total.retried += lane.stats.retried + lane.stats.rate_limited
+            total.failed += lane.stats.failed
+            total.parked += lane.stats.parked
+        return Round(total.sent, total.retried, total.failed, total.parked)
+
+    async def next_due_at(self) -> float | None:
+        return await self._h.state.outbox.next_due_at(self.deliverer.active_platforms)
+
+
 def deliverer(
     h: Harness, *notifiers: FakeNotifier, policy: RetryPolicy | None = None, jitter: float = 0.5
-) -> Deliverer:
-    return Deliverer(
-        h.state, {n.platform: n for n in notifiers}, h.clock, policy=policy, jitter=lambda: jitter
+) -> Driver:
+    return Driver(
+        h,
+        Deliverer(
+            h.state, {n.platform: n for n in notifiers}, h.clock, policy=policy,
+            jitter=lambda: jitter,
+        ),
     )
 
 
@@ -277,8 +329,8 @@ async def test_recover_interrupted_asks_the_platform_first(harness: Harness) -> 
     await harness.enqueue(news, count=3)
     first, second, third = await harness.rows("news")
     # A crash left two rows `sending`; the platform did receive the first.
-    await harness.state.mark_sending(first.id)
-    await harness.state.mark_sending(second.id)
+    await harness.state.outbox.mark_sending(first.id)
+    await harness.state.outbox.mark_sending(second.id)
     fake.posted[first.key] = SentRef("already-there")
     d = deliverer(harness, fake)
     assert await d.recover_interrupted() == 1
@@ -291,7 +343,7 @@ async def test_recover_interrupted_asks_the_platform_first(harness: Harness) -> 
     assert report.sent == 2
     # The one found already posted was not sent again; the other two were, once each.
     assert [k for k, _, _ in fake.sent] == [second.key, third.key]
-    assert await harness.state.interrupted_deliveries() == []
+    assert await harness.state.outbox.interrupted() == []
 
 
 async def test_concurrent_channels_are_sent_in_order_within_a_channel(harness: Harness) -> None:
@@ -416,7 +468,7 @@ async def test_an_interrupted_send_whose_lookup_fails_is_not_resent_blindly(
     sub = await harness.subscribe("news")
     await harness.enqueue(sub)
     (row,) = await harness.rows("news")
-    await harness.state.mark_sending(row.id)  # as a crash mid-send leaves it
+    await harness.state.outbox.mark_sending(row.id)  # as a crash mid-send leaves it
 
     class LookupDown(FakeNotifier):
         down = True

@@ -1,8 +1,8 @@
 """End to end: the real app wiring (`run_bot` with a TOML config, a real store folder, real
 SQLite) and the real discord.py, against the fake Discord's REST API and gateway.
 
-Nothing here sleeps to wait: the tests wait on the fake's records (`wait_for_*`), and time
-that matters to the outbox is a FakeClock."""
+Nothing here sleeps to wait: the tests wait on the fake's records (`wait_for_*`). The clock
+runs (pacing needs time to pass) and tests can move it forward."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from bot.config import ConfigError, load_config
 from bot.platforms.discord_commands import discord_text
 from bot.render import RenderStyle, render_discord
 from bot.state import DeliveryState, State
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, RunningClock
 from tests.fakes.discord_server import (
     FakeDiscord,
     GatewaySession,
@@ -42,6 +42,21 @@ OTHER_CHANNEL = 1_210_000_000_000_001_002
 GUILD = 1_210_000_000_000_000_100
 MEMBER = permissions(Permission.VIEW_CHANNEL, Permission.SEND_MESSAGES)
 MANAGER = permissions(Permission.VIEW_CHANNEL, Permission.MANAGE_CHANNELS)
+
+
+async def as_interrupted(state: State, delivery_id: int) -> None:
+    """Put a sent row back in `sending`: what a kill -9 between Discord's answer and our
+    record of it leaves."""
+
+    async def body(db: Any) -> None:
+        await db.execute("UPDATE deliveries SET state = 'sending' WHERE id = ?", (delivery_id,))
+
+    await state.database.write(body)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return RunningClock()
 
 
 class Store:
@@ -197,8 +212,8 @@ async def test_a_restart_posts_nothing_twice(app: App, fake: FakeDiscord) -> Non
     # What a kill -9 right after Discord created the message (before we recorded it) leaves.
     state = await app.state()
     try:
-        [row] = await state.deliveries_for("discord", str(CHANNEL))
-        await state.mark_sending(row.id)
+        [row] = await state.outbox.rows_for("discord", str(CHANNEL))
+        await as_interrupted(state, row.id)
     finally:
         await state.aclose()
 
@@ -216,7 +231,7 @@ async def test_a_restart_posts_nothing_twice(app: App, fake: FakeDiscord) -> Non
     assert requests[0].json["nonce"] == requests[1].json["nonce"]
     state = await app.state()
     try:
-        rows = await state.deliveries_for("discord", str(CHANNEL))
+        rows = await state.outbox.rows_for("discord", str(CHANNEL))
     finally:
         await state.aclose()
     assert [r.state for r in rows] == [DeliveryState.SENT, DeliveryState.SENT]

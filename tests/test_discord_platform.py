@@ -3,6 +3,7 @@ the wire, the nonce, error mapping, rate limits, webhooks, and what reaches the 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -15,7 +16,8 @@ import pytest
 from bot.articles import Article, parse_article
 from bot.config import DiscordConfig
 from bot.delivery import Deliverer
-from bot.platforms.base import FailureScope, PermanentError, TransientError
+from bot.pacing import DiscordPacing
+from bot.platforms.base import FailureScope, PermanentError, RateScope, TransientError
 from bot.platforms.discord import (
     TOKEN_ENV,
     DiscordNotifier,
@@ -24,9 +26,10 @@ from bot.platforms.discord import (
     webhook_env_name,
 )
 from bot.render import RenderStyle, render_discord
+from bot.scheduler import LaneStats, Scheduler
 from bot.state import DeliveryState, State
 from bot.subscriptions import Subscription, SubscriptionSource
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, VirtualTimer
 from tests.fakes.discord_server import FakeDiscord, RateLimitPolicy, patch_discord_py
 
 CHANNEL = 1_210_000_000_000_001_001
@@ -147,8 +150,8 @@ async def test_a_resend_with_the_same_key_posts_once(fake: FakeDiscord) -> None:
         first = await notifier.send(key(CHANNEL), str(CHANNEL), article)
         again = await notifier.send(key(CHANNEL), str(CHANNEL), article)
         elsewhere = await notifier.send(key(OTHER_CHANNEL), str(OTHER_CHANNEL), article)
-    assert first == again
-    assert elsewhere != first
+    assert first.message_id == again.message_id
+    assert elsewhere.message_id != first.message_id
     assert len(fake.messages(CHANNEL)) == 1 and len(fake.messages(OTHER_CHANNEL)) == 1
 
 
@@ -264,42 +267,63 @@ async def test_unreachable_api_at_start_is_a_clear_error(fake: FakeDiscord) -> N
 # --------------------------------------------------------------------------- rate limits
 
 
-async def test_a_429_with_real_headers_delays_but_does_not_lose_the_post(
+async def test_a_429_comes_back_at_once_as_a_wait_with_what_discord_said(
     fake: FakeDiscord,
 ) -> None:
-    fault = fake.inject("POST", f"/channels/{CHANNEL}/messages", status=429, retry_after=0.3)
+    """No wait inside the call: the scheduler decides (and writes the wait down)."""
+    fault = fake.inject("POST", f"/channels/{CHANNEL}/messages", status=429, retry_after=30)
     async with started(fake) as notifier:
-        ref = await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
-    first, second = fake.requests_to("POST", f"/channels/{CHANNEL}/messages")
+        with pytest.raises(TransientError) as info:
+            await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
     assert fault.hits == 1
-    assert (first.status, second.status) == (429, 200)
-    assert second.received_at - first.received_at >= 0.3  # nothing sent before the wait
-    assert second.json["nonce"] == first.json["nonce"]
-    [message] = fake.messages(CHANNEL)
-    assert ref.message_id == message["id"]
+    assert len(fake.requests_to("POST", f"/channels/{CHANNEL}/messages")) == 1
+    assert info.value.retry_after_s == 30.0 and info.value.rate_limited
+    rate = info.value.rate
+    assert rate is not None and rate.scope is RateScope.BUCKET
+    assert rate.remaining == 0 and rate.bucket
 
 
-async def test_a_long_429_comes_back_as_a_wait_and_the_outbox_keeps_the_post(
+async def test_a_global_429_covers_the_whole_platform(fake: FakeDiscord) -> None:
+    fake.inject("POST", f"/channels/{CHANNEL}/messages", status=429, retry_after=2,
+                global_=True)
+    async with started(fake) as notifier:
+        with pytest.raises(TransientError) as info:
+            await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
+    assert info.value.rate is not None and info.value.rate.scope is RateScope.PLATFORM
+    assert "all requests" in info.value.reason
+
+
+async def test_a_success_reports_the_buckets_headers(fake: FakeDiscord) -> None:
+    async with started(fake) as notifier:
+        first = await notifier.send(key(CHANNEL, "a"), str(CHANNEL), make_article("A", "a"))
+        second = await notifier.send(key(CHANNEL, "b"), str(CHANNEL), make_article("B", "b"))
+    assert first.rate is not None and second.rate is not None
+    assert (first.rate.limit, first.rate.remaining) == (5, 4)
+    assert second.rate.remaining == 3
+    assert first.rate.bucket == second.rate.bucket and first.rate.bucket
+    assert 0 < (first.rate.reset_after_s or 0) <= 0.5
+
+
+async def test_a_long_429_is_kept_by_the_outbox_across_rounds(
     fake: FakeDiscord, tmp_path: Path, clock: FakeClock
 ) -> None:
-    # Longer than discord.py may sleep inside a call: the wait is ours to keep, durably.
     fake.inject("POST", f"/channels/{CHANNEL}/messages", status=429, retry_after=120)
     state = await State.open(tmp_path / "state.db", clock)
     try:
         async with started(fake) as notifier:
             deliverer = Deliverer(state, {"discord": notifier}, clock, jitter=lambda: 0.0)
             await enqueue(state, make_article(), [str(CHANNEL)])
-            first = await deliverer.deliver_due()
-            [row] = await state.deliveries_for("discord", str(CHANNEL))
-            assert (first.retried, first.sent) == (1, 0)
+            first = await drain(deliverer, state, clock)
+            [row] = await state.outbox.rows_for("discord", str(CHANNEL))
+            assert (first.rate_limited, first.sent) == (1, 0)
             assert row.state is DeliveryState.PENDING
             assert row.next_attempt_at == pytest.approx(clock.time() + 120)
             assert len(fake.requests_to("POST", f"/channels/{CHANNEL}/messages")) == 1
 
             clock.advance(60)
-            assert (await deliverer.deliver_due()).sent == 0  # not before the stated wait
+            assert (await drain(deliverer, state, clock)).sent == 0  # not before the wait
             clock.advance(61)
-            assert (await deliverer.deliver_due()).sent == 1
+            assert (await drain(deliverer, state, clock)).sent == 1
     finally:
         await state.aclose()
     assert len(fake.messages(CHANNEL)) == 1
@@ -307,8 +331,8 @@ async def test_a_long_429_comes_back_as_a_wait_and_the_outbox_keeps_the_post(
 
 
 async def test_a_429_without_via_is_not_hammered(fake: FakeDiscord) -> None:
-    # discord.py takes a 429 without `Via` for a Cloudflare ban and raises at once: we wait
-    # the Retry-After it names before trying again, never immediately.
+    # A 429 without `Via` comes from Cloudflare, not Discord (a ban in the making): we wait
+    # the Retry-After it names before trying again, never immediately, and on every channel.
     fake.inject(
         "POST", f"/channels/{CHANNEL}/messages", status=429, retry_after=7, headers={"Via": ""}
     )
@@ -316,20 +340,8 @@ async def test_a_429_without_via_is_not_hammered(fake: FakeDiscord) -> None:
         with pytest.raises(TransientError) as info:
             await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
     assert info.value.retry_after_s == 7.0
+    assert info.value.rate is not None and info.value.rate.scope is RateScope.PLATFORM
     assert len(fake.requests_to("POST", f"/channels/{CHANNEL}/messages")) == 1
-
-
-async def test_sends_pace_themselves_by_the_headers() -> None:
-    async with FakeDiscord(message_rate_limit=RateLimitPolicy(limit=2, window=0.3)) as server:
-        server.add_channel(CHANNEL)
-        with patch_discord_py(server):
-            async with started(server) as notifier:
-                for n in range(5):
-                    await notifier.send(
-                        key(CHANNEL, f"s{n}"), str(CHANNEL), make_article(f"S{n}", f"s{n}")
-                    )
-        assert server.rate_limited_responses() == []
-        assert len(server.messages(CHANNEL)) == 5
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -345,7 +357,7 @@ async def test_webhook_target_posts_through_the_webhook_without_the_bot_token(
         ref = await notifier.send(key("webhook:eng-news"), "webhook:eng-news", article)
     [request] = fake.requests_to("POST", f"/webhooks/{hook.id}/")
     assert "Authorization" not in request.headers
-    assert request.query["wait"] == "1"
+    assert request.query["wait"] in ("1", "true")
     assert request.json["allowed_mentions"] == {"parse": []}
     rendered = render_discord(article, RenderStyle())["embeds"][0]
     sent = request.json["embeds"][0]
@@ -401,7 +413,7 @@ async def test_no_token_or_webhook_url_reaches_the_logs_at_debug(
         await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
         await notifier.send(key("webhook:news"), "webhook:news", make_article())
     text = "\n".join(r.getMessage() for r in caplog.records)
-    assert "discord.webhook" in " ".join(r.name for r in caplog.records)  # it did log at DEBUG
+    assert "discord.http" in " ".join(r.name for r in caplog.records)  # it did log at DEBUG
     assert hook.token not in text
     assert fake.bot_token not in text
 
@@ -430,6 +442,15 @@ async def test_aclose_restores_the_api_base(fake: FakeDiscord) -> None:
 # --------------------------------------------------------------------------- with the outbox
 
 
+async def drain(deliverer: Deliverer, state: State, clock: FakeClock) -> LaneStats:
+    """One bounded scheduler run at the clock's present instant, paced as Discord is."""
+    scheduler = Scheduler(
+        deliverer, state.outbox, {"discord": DiscordPacing()}, clock, timer=VirtualTimer(clock)
+    )
+    await scheduler.drain(asyncio.Event(), max_wait_s=0.0)
+    return scheduler.lanes["discord"].stats
+
+
 async def enqueue(state: State, article: Article, channels: Sequence[str]) -> None:
     """Record `article` and route it to a discord subscription per channel."""
     from bot.routing import Routing
@@ -455,7 +476,7 @@ async def test_a_forbidden_channel_is_parked_and_the_others_go_on(
         async with started(fake) as notifier:
             deliverer = Deliverer(state, {"discord": notifier}, clock)
             await enqueue(state, make_article(), [str(CHANNEL), str(OTHER_CHANNEL)])
-            report = await deliverer.deliver_due()
+            report = await drain(deliverer, state, clock)
             subs = {s.channel: s for s in await state.subscriptions("discord")}
     finally:
         await state.aclose()

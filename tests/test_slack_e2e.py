@@ -268,7 +268,7 @@ async def test_kill_9_mid_post_then_restart_posts_once(
     assert history and history[0].query["include_all_metadata"] == "1"
     state = await State.open(config.database.path, SystemClock())
     try:
-        rows = await state.deliveries_for("slack", NEWS)
+        rows = await state.outbox.rows_for("slack", NEWS)
     finally:
         await state.aclose()
     assert [r.state for r in rows] == [DeliveryState.SENT, DeliveryState.SENT]
@@ -421,7 +421,7 @@ async def test_channel_not_found_parks_that_subscription_only(
     try:
         (gone,) = await state.subscriptions("slack", GONE)
         (news,) = await state.subscriptions("slack", NEWS)
-        parked_rows = await state.deliveries_for("slack", GONE)
+        parked_rows = await state.outbox.rows_for("slack", GONE)
     finally:
         await state.aclose()
     assert gone.parked_reason and "channel_not_found" in gone.parked_reason

@@ -82,7 +82,7 @@ def raw_rows(db_path: Path, sql: str, params: Sequence[object] = ()) -> list[tup
 async def test_migrations_run_once_and_set_user_version(
     db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bot.state")
+    caplog.set_level(logging.INFO, logger="bot.database")
     first = await State.open(db_path, clock)
     await first.set_meta("marker", "kept")
     await first.aclose()
@@ -158,7 +158,7 @@ async def test_record_files_writes_articles_and_outbox_rows_together(
         route=to(news, other),  # type: ignore[arg-type]
     )
     assert (report.new_articles, report.deliveries, report.bad_files) == (2, 4, 1)
-    rows = await state.deliveries_for("console", "news")
+    rows = await state.outbox.rows_for("console", "news")
     assert [r.article_key for r in rows] == [a1.key, a2.key]
     assert all(r.state is DeliveryState.PENDING for r in rows)
     assert all(r.next_attempt_at == clock.time() for r in rows)
@@ -207,7 +207,7 @@ async def test_same_story_from_another_path_is_a_duplicate(state: State) -> None
     assert again.key == first.key
     report = await state.record_files([outcome("b.md", again)], route=to(news))  # type: ignore[arg-type]
     assert (report.new_articles, report.duplicates, report.deliveries) == (0, 1, 0)
-    assert len(await state.deliveries_for("console", "news")) == 1
+    assert len(await state.outbox.rows_for("console", "news")) == 1
     # The story's record still comes from its first file.
     stored = await state.get_article(first.key)
     assert stored is not None and stored.title == "First telling"
@@ -230,7 +230,7 @@ async def test_changed_file_with_same_key_updates_payload_without_delivery(state
         [outcome("a.md", new, size=11, mtime_ns=2)], route=to(news)  # type: ignore[arg-type]
     )
     assert (report.new_articles, report.updated_articles, report.deliveries) == (0, 1, 0)
-    assert len(await state.deliveries_for("console", "news")) == 1
+    assert len(await state.outbox.rows_for("console", "news")) == 1
     stored = await state.get_article(old.key)
     assert stored is not None and (stored.title, stored.quality) == ("New title", 90.0)
     assert await state.topic_counts() == [("Robotics", 1)]
@@ -313,12 +313,12 @@ async def test_removing_a_channels_last_subscription_drops_its_unsent_posts(
     await state.record_files(
         [outcome("a.md", make_article("https://e.com/a"))], route=to(first)  # type: ignore[arg-type]
     )
-    assert len(await state.deliveries_for("console", "news")) == 1
+    assert len(await state.outbox.rows_for("console", "news")) == 1
     # Another subscription of the channel remains: the post may still be wanted there.
     await state.remove_subscription_by_id(first.id)
-    assert len(await state.deliveries_for("console", "news")) == 1
+    assert len(await state.outbox.rows_for("console", "news")) == 1
     await state.remove_subscription_by_id(second.id)
-    assert await state.deliveries_for("console", "news") == []
+    assert await state.outbox.rows_for("console", "news") == []
 
 
 async def test_backfill_takes_the_n_most_recent_matching(state: State) -> None:
@@ -340,13 +340,13 @@ async def test_backfill_takes_the_n_most_recent_matching(state: State) -> None:
     await state.record_files([outcome(f"{i}.md", a) for i, a in enumerate(articles)])
     stored, created = await state.add_subscription(sub("news", ("ai",), backfill=2), wants)
     assert created
-    rows = await state.deliveries_for("console", "news")
+    rows = await state.outbox.rows_for("console", "news")
     titles = {(await state.get_article(r.article_key)).title for r in rows}  # type: ignore[union-attr]
     assert titles == {"Newest AI", "Middle AI"}
     assert all(r.subscription_id == stored.id for r in rows)
     # Updating the subscription never backfills again.
     await state.add_subscription(sub("news", ("AI",), backfill=5), wants)
-    assert len(await state.deliveries_for("console", "news")) == 2
+    assert len(await state.outbox.rows_for("console", "news")) == 2
 
 
 async def test_sync_config_subscriptions(state: State) -> None:
@@ -360,7 +360,7 @@ async def test_sync_config_subscriptions(state: State) -> None:
     b = sub("b", source=cfg)
     created = await state.sync_config_subscriptions([a, b], wants)
     assert [s.channel for s in created] == ["a", "b"]
-    assert len(await state.deliveries_for("console", "a")) == 1
+    assert len(await state.outbox.rows_for("console", "a")) == 1
     ids = {s.channel: s.id for s in await state.subscriptions()}
 
     c = sub("c", source=cfg)
@@ -370,7 +370,7 @@ async def test_sync_config_subscriptions(state: State) -> None:
     now = {s.channel: s for s in await state.subscriptions()}
     assert set(now) == {"chatroom", "terminal", "a", "c"}  # b left the file: removed
     assert now["a"].id == ids["a"] and now["a"].min_quality == 50.0
-    assert len(await state.deliveries_for("console", "a")) == 1  # no second backfill
+    assert len(await state.outbox.rows_for("console", "a")) == 1  # no second backfill
     assert now["chatroom"].id == chat.id and now["terminal"].id == cli.id
 
     # An empty config removes only config-sourced subscriptions.
@@ -384,9 +384,9 @@ async def test_park_and_unpark_channel(state: State, clock: FakeClock) -> None:
     good, _ = await state.add_subscription(sub("fine"))
     a1, a2 = make_article("https://example.com/1"), make_article("https://example.com/2")
     await state.record_files([outcome("1.md", a1)], route=to(bad, good))  # type: ignore[arg-type]
-    sent = (await state.deliveries_for("console", "gone"))[0]
-    await state.mark_sending(sent.id)
-    await state.mark_sent(sent.id, "m1")
+    sent = (await state.outbox.rows_for("console", "gone"))[0]
+    await state.outbox.mark_sending(sent.id)
+    await state.outbox.mark_sent(sent.id, "m1")
     await state.record_files([outcome("2.md", a2)], route=to(bad, good))  # type: ignore[arg-type]
 
     assert await state.park_channel("console", "gone", "404 Unknown Channel") == 2
@@ -394,73 +394,18 @@ async def test_park_and_unpark_channel(state: State, clock: FakeClock) -> None:
     assert subs[bad.id].parked_reason == "404 Unknown Channel" and subs[bad.id].is_parked
     assert subs[bad2.id].is_parked
     assert not subs[good.id].is_parked
-    gone = {r.article_key: r for r in await state.deliveries_for("console", "gone")}
+    gone = {r.article_key: r for r in await state.outbox.rows_for("console", "gone")}
     assert gone[a1.key].state is DeliveryState.SENT  # what was sent stays sent
     assert gone[a2.key].state is DeliveryState.PARKED
     assert gone[a2.key].last_error == "404 Unknown Channel"
-    due = await state.due_deliveries(clock.time(), ["console"])
-    assert {d.channel for d in due} == {"fine"}
+    assert {w.channel for w in await state.outbox.backlog(["console"])} == {"fine"}
 
     clock.advance(3600)
     assert await state.unpark_channel("console", "gone") == 2
     assert not any(s.is_parked for s in await state.subscriptions())
-    due = await state.due_deliveries(clock.time(), ["console"])
-    resumed = [d for d in due if d.channel == "gone"]
+    resumed = await state.outbox.due_rows("console", "gone", clock.time(), 10)
     assert [d.article_key for d in resumed] == [a2.key]
     assert resumed[0].next_attempt_at == clock.time()
-
-
-# --- the outbox state machine -----------------------------------------------------------------
-
-
-async def test_outbox_state_machine(state: State, clock: FakeClock) -> None:
-    con, _ = await state.add_subscription(sub("c1"))
-    disc, _ = await state.add_subscription(sub("d1", platform="discord"))
-    a1, a2 = make_article("https://example.com/1"), make_article("https://example.com/2")
-    await state.record_files(
-        [outcome("1.md", a1), outcome("2.md", a2)], route=to(con, disc)  # type: ignore[arg-type]
-    )
-    now = clock.time()
-    console_due = await state.due_deliveries(now, ["console"])
-    assert [(d.platform, d.article_key) for d in console_due] == [
-        ("console", a1.key), ("console", a2.key)
-    ]
-    assert len(await state.due_deliveries(now, ["console", "discord"])) == 4
-    assert await state.due_deliveries(now, []) == []
-    assert await state.due_deliveries(now - 1, ["console"]) == []  # not yet due
-    assert len(await state.due_deliveries(now, ["console", "discord"], limit=3)) == 3
-
-    first, second = console_due
-    await state.mark_sending(first.id)
-    interrupted = await state.interrupted_deliveries()
-    assert [d.id for d in interrupted] == [first.id]
-    assert interrupted[0].state is DeliveryState.SENDING and interrupted[0].attempts == 1
-    assert first.id not in {d.id for d in await state.due_deliveries(now, ["console"])}
-    await state.mark_sent(first.id, "msg-1")
-    done = (await state.deliveries_for("console", "c1"))[0]
-    assert (done.state, done.message_ref, done.attempts) == (DeliveryState.SENT, "msg-1", 1)
-    assert await state.interrupted_deliveries() == []
-
-    await state.mark_sending(second.id)
-    await state.mark_retry(second.id, now + 60, "HTTP 503")
-    retried = (await state.deliveries_for("console", "c1"))[1]
-    assert (retried.state, retried.last_error) == (DeliveryState.PENDING, "HTTP 503")
-    assert retried.next_attempt_at == now + 60
-    assert await state.due_deliveries(now, ["console"]) == []
-    assert await state.next_due_at(["console"]) == now + 60
-    clock.advance(60)
-    assert [d.id for d in await state.due_deliveries(clock.time(), ["console"])] == [second.id]
-
-    await state.mark_sending(second.id)
-    await state.mark_failed(second.id, "HTTP 400 payload rejected")
-    failed = (await state.deliveries_for("console", "c1"))[1]
-    assert (failed.state, failed.attempts) == (DeliveryState.FAILED, 2)
-    assert failed.last_error == "HTTP 400 payload rejected"
-    assert await state.next_due_at(["console"]) is None
-    counts = await state.delivery_counts()
-    assert counts[("console", DeliveryState.SENT)] == 1
-    assert counts[("console", DeliveryState.FAILED)] == 1
-    assert counts[("discord", DeliveryState.PENDING)] == 2
 
 
 # --- reading articles ---------------------------------------------------------------------------
@@ -548,7 +493,7 @@ async def test_write_waits_for_another_process_lock(state: State, db_path: Path)
     try:
         assert await asyncio.to_thread(locked.wait, 10)
         assert not errors
-        await state._db.set_trace_callback(trace)
+        await state.database.connection.set_trace_callback(trace)
         write = asyncio.create_task(state.set_meta("bot", "wrote"))
         assert await asyncio.to_thread(bot_began.wait, 10)
         # The bot's write has started and cannot finish while the other process holds the lock.

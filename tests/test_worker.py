@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from bot.app import build_delivery
 from bot.config import Config, DatabaseConfig, StoreConfig, SubscriptionSpec
-from bot.delivery import Deliverer
 from bot.platforms.console import ConsoleNotifier
 from bot.render import RenderStyle
 from bot.state import DeliveryState, State
@@ -97,8 +97,9 @@ async def started(config: Config, clock: FakeClock) -> AsyncIterator[Running]:
     state = await State.open(config.database.path, clock)
     out = io.StringIO()
     try:
-        deliverer = Deliverer(state, {"console": ConsoleNotifier(out, RenderStyle())}, clock)
-        worker = Worker(config, state, deliverer, clock)
+        notifiers = {"console": ConsoleNotifier(out, RenderStyle())}
+        _, scheduler = build_delivery(config, state, notifiers, clock)
+        worker = Worker(config, state, scheduler, clock)
         summary = await worker.prepare()
         await worker.deliver_until_idle()
         yield Running(worker, state, out, summary)
@@ -131,8 +132,9 @@ async def test_first_start_posts_nothing_old(
     state = await State.open(config.database.path, clock)
     try:
         out = io.StringIO()
-        deliverer = Deliverer(state, {"console": ConsoleNotifier(out, RenderStyle())}, clock)
-        worker = Worker(config, state, deliverer, clock)
+        notifiers = {"console": ConsoleNotifier(out, RenderStyle())}
+        _, scheduler = build_delivery(config, state, notifiers, clock)
+        worker = Worker(config, state, scheduler, clock)
         summary = await worker.prepare()
         await worker.deliver_until_idle()
         assert summary.baseline and summary.new_articles == 5
@@ -141,7 +143,7 @@ async def test_first_start_posts_nothing_old(
         assert "0 deliveries queued" in lines[0]
         assert "set backfill = N" in lines[1]
         assert await state.article_count() == 5
-        assert await state.deliveries_for("console", "terminal") == []
+        assert await state.outbox.rows_for("console", "terminal") == []
     finally:
         await state.aclose()
 
@@ -292,7 +294,7 @@ async def test_restart_posts_nothing_twice_and_catches_up(
         assert "Arrived while down 1" in printed and "Arrived while down 2" in printed
         assert "Before the restart" not in printed
         assert printed.count(RULE) == 2
-        rows = await bot.state.deliveries_for("console", "terminal")
+        rows = await bot.state.outbox.rows_for("console", "terminal")
         assert [r.state for r in rows] == [DeliveryState.SENT] * 3
         assert await bot.tick() == ""
 

@@ -10,11 +10,34 @@ from typing import Protocol
 from bot.articles import Article
 
 
+class RateScope(StrEnum):
+    """What a rate limit the platform reported covers."""
+
+    BUCKET = "bucket"  # the route's own bucket (a channel, a webhook): only its sends wait
+    PLATFORM = "platform"  # every request of ours to the platform (Discord's global limit)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """What the platform said about the rate-limit bucket a request used, read from its answer
+    (headers and body). Adapters report it; `bot.pacing` decides what it means for the next
+    send. Every field is optional: a platform says what it says."""
+
+    bucket: str | None = None  # Discord's X-RateLimit-Bucket: routes that share a limit
+    limit: int | None = None
+    remaining: int | None = None
+    reset_after_s: float | None = None
+    retry_after_s: float | None = None  # set on a refusal (429)
+    scope: RateScope = RateScope.BUCKET
+
+
 @dataclass(frozen=True, slots=True)
 class SentRef:
-    """Where a posted message lives on the platform (its message id or timestamp)."""
+    """Where a posted message lives on the platform (its message id or timestamp), and what the
+    platform said about the bucket the post used."""
 
     message_id: str
+    rate: RateLimit | None = None
 
 
 class FailureScope(StrEnum):
@@ -29,21 +52,34 @@ class TransientError(Exception):
     read), so the post may exist: the next attempt asks `find_sent` before posting again."""
 
     def __init__(
-        self, reason: str, retry_after_s: float | None = None, maybe_sent: bool = False
+        self,
+        reason: str,
+        retry_after_s: float | None = None,
+        maybe_sent: bool = False,
+        rate: RateLimit | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after_s = retry_after_s
         self.maybe_sent = maybe_sent
+        self.rate = rate
+
+    @property
+    def rate_limited(self) -> bool:
+        """The platform refused for the rate (a 429) and said how long to wait."""
+        return self.retry_after_s is not None
 
 
 class PermanentError(Exception):
     """Retrying cannot help; `scope` says what to stop."""
 
-    def __init__(self, reason: str, scope: FailureScope) -> None:
+    def __init__(
+        self, reason: str, scope: FailureScope, rate: RateLimit | None = None
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.scope = scope
+        self.rate = rate  # a refusal still spends the bucket's budget
 
 
 class Notifier(Protocol):

@@ -1,6 +1,13 @@
-"""Discord as a platform: posts articles through discord.py, as the bot (to a channel id) or
-through a webhook (`webhook:NAME`), and maps every discord.py / aiohttp error to our
-`TransientError` / `PermanentError`, here and only here.
+"""Discord as a platform: logs in and runs slash commands through discord.py, and posts articles
+(as the bot to a channel id, or through a webhook, `webhook:NAME`) with Discord's REST API on
+our own aiohttp session. Every failure is mapped to our `TransientError` / `PermanentError`,
+here and only here.
+
+Why posts don't go through discord.py's HTTP client: it waits inside the call whenever a
+bucket is spent (after the request that spent it, and again on a 429), so a send would hold its
+slot and its caller for seconds while other channels could go, and a wait would not survive a
+restart. Here one post is one request and one answer: what Discord says about the bucket (the
+`X-RateLimit-*` headers) goes back to the scheduler (bot/pacing.py), which decides.
 
 Exactly-once: a bot post carries a `nonce` derived from the delivery key, with
 `enforce_nonce`. Discord answers a repeated nonce from the same bot in the same channel, within a
@@ -19,18 +26,28 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import discord
-from discord.http import MultipartParameters, Route
+from discord.http import Route
 
 from bot.articles import Article
 from bot.config import ConfigError, DiscordConfig, read_secret
 from bot.config import webhook_env_name as config_webhook_env_name
-from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
+from bot.platforms.base import (
+    FailureScope,
+    PermanentError,
+    RateLimit,
+    RateScope,
+    SentRef,
+    TransientError,
+)
 from bot.render import RenderStyle, render_discord
 
 log = logging.getLogger(__name__)
@@ -39,13 +56,18 @@ PLATFORM = "discord"
 TOKEN_ENV = "DISCORD_TOKEN"
 WEBHOOK_PREFIX = "webhook:"
 NONCE_MAX_LENGTH = 25  # Discord answers a longer nonce with 400 (50035)
-# discord.py sleeps out a 429 inside the call when Discord asks for at most this long (30 s is
-# the smallest value it accepts); a longer wait comes back as RateLimited, and our outbox holds
-# the channel for that long instead of keeping a send (and a delivery slot) waiting.
+# discord.py may sleep out a 429 inside a call when Discord asks for at most this long (30 s is
+# the smallest value it accepts). Only the slash commands' own calls go through it now.
 MAX_INLINE_RATE_LIMIT_WAIT_S = 30.0
-# Webhook posts go through our own session: a hung connection ends as a retryable timeout.
-WEBHOOK_TIMEOUT_S = 60.0
+# A post whose answer does not come within this ends as a retryable timeout (it may have
+# posted: the retry carries the same nonce).
+POST_TIMEOUT_S = 30.0
 LOGIN_ATTEMPTS = 3
+USER_AGENT = "DiscordBot (https://github.com/newsbot/newsbot, 0.1) newsbot"
+_WEBHOOK_URL = re.compile(
+    r"https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/"
+    r"(?P<id>\d{15,21})/(?P<token>[\w.-]{20,})/?"
+)
 
 TOKEN_REFUSED = (
     f"Discord refused the bot token (401 Unauthorized): set {TOKEN_ENV} (or {TOKEN_ENV}_FILE) "
@@ -131,20 +153,116 @@ def _code_label(code: int) -> str:
     return f"{code} {name}" if name else str(code)
 
 
-def _retry_after_s(exc: discord.HTTPException) -> float | None:
-    """The wait a 429's `Retry-After` header names, if it names one."""
-    headers = getattr(exc.response, "headers", None) or {}
+def _header_float(headers: Mapping[str, str], name: str) -> float | None:
     try:
-        return max(0.0, float(headers["Retry-After"]))
+        return float(headers[name])
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def classify_error(
-    exc: BaseException, what: str, *, webhook: bool = False
-) -> TransientError | PermanentError | None:
-    """Our error for a discord.py / aiohttp failure while posting to `what` (e.g. "channel 1"),
-    or None for an exception that is not a platform failure (a bug: let it surface)."""
+def rate_limit_of(
+    status: int, headers: Mapping[str, str], body: object
+) -> RateLimit:
+    """What an answer says about its rate-limit bucket: the `X-RateLimit-*` headers, and on a
+    429 the wait (the body's `retry_after`, else `Retry-After`) and what it covers."""
+    limit = _header_float(headers, "X-RateLimit-Limit")
+    remaining = _header_float(headers, "X-RateLimit-Remaining")
+    retry_after_s: float | None = None
+    scope = RateScope.BUCKET
+    if status == 429:
+        data = body if isinstance(body, Mapping) else {}
+        from_body = data.get("retry_after")
+        if isinstance(from_body, int | float) and not isinstance(from_body, bool):
+            retry_after_s = max(0.0, float(from_body))
+        else:
+            retry_after_s = _header_float(headers, "Retry-After")
+        if retry_after_s is None:
+            retry_after_s = 1.0  # a 429 that names no wait still means "not now"
+        is_global = data.get("global") is True or headers.get("X-RateLimit-Global") == "true"
+        # No `Via` header: Cloudflare, not Discord, refused us (an IP-wide ban in the making).
+        if is_global or not headers.get("Via"):
+            scope = RateScope.PLATFORM
+    return RateLimit(
+        bucket=headers.get("X-RateLimit-Bucket") or None,
+        limit=int(limit) if limit is not None else None,
+        remaining=int(remaining) if remaining is not None else None,
+        reset_after_s=_header_float(headers, "X-RateLimit-Reset-After"),
+        retry_after_s=retry_after_s,
+        scope=scope,
+    )
+
+
+def classify_answer(
+    status: int, body: object, text: str, rate: RateLimit, what: str, *, webhook: bool = False
+) -> TransientError | PermanentError:
+    """Our error for a refused post to `what` (e.g. "channel 1")."""
+    code = body.get("code") if isinstance(body, Mapping) else None
+    label = _code_label(code) if isinstance(code, int) else str(status)
+    if status == 429:
+        assert rate.retry_after_s is not None
+        scope = "all requests" if rate.scope is RateScope.PLATFORM else what
+        return TransientError(
+            f"Discord rate limit on {scope}: retry in {rate.retry_after_s:.1f} s",
+            rate.retry_after_s,
+            rate=rate,
+        )
+    if status >= 500:
+        # The request was read: Discord may have stored the post before failing.
+        return TransientError(f"Discord answered {status} for {what}", maybe_sent=True, rate=rate)
+    if status == 401:
+        if webhook:
+            return PermanentError(
+                f"Discord refused the webhook token of {what} ({label}): the URL in "
+                f"{webhook_env_name(what.removeprefix(WEBHOOK_PREFIX))} is wrong or the "
+                "webhook was reset",
+                FailureScope.CHANNEL,
+                rate,
+            )
+        return PermanentError(TOKEN_REFUSED, FailureScope.PLATFORM, rate)
+    if status == 403:
+        return PermanentError(
+            f"Discord refused {what}: 403 {label} ({BOT_PERMISSIONS_HINT})",
+            FailureScope.CHANNEL,
+            rate,
+        )
+    if status == 404:
+        gone = "the webhook was deleted" if webhook else "the channel was deleted"
+        return PermanentError(
+            f"Discord does not know {what}: 404 {label} ({gone}, or the id is wrong)",
+            FailureScope.CHANNEL,
+            rate,
+        )
+    # 400 and the rest of 4xx: Discord refused this payload. A rendering bug: keep the whole
+    # reason (Discord's field errors) for whoever fixes it, and never retry it.
+    errors = body.get("errors") if isinstance(body, Mapping) else None
+    detail = "; ".join(field_errors(errors)) if errors else text
+    return PermanentError(
+        f"Discord rejected the message for {what}: {status} {label} {detail[:1500]}".rstrip(),
+        FailureScope.DELIVERY,
+        rate,
+    )
+
+
+def field_errors(errors: object, path: str = "") -> list[str]:
+    """Discord's nested form errors as `embeds.0.description: Too long` lines."""
+    if not isinstance(errors, Mapping):
+        return []
+    found: list[str] = []
+    listed = errors.get("_errors")
+    if isinstance(listed, list):
+        messages = ", ".join(
+            str(e.get("message", e.get("code", "?"))) for e in listed if isinstance(e, Mapping)
+        )
+        found.append(f"{path or 'message'}: {messages}")
+    for name, nested in errors.items():
+        if name != "_errors":
+            found += field_errors(nested, f"{path}.{name}" if path else str(name))
+    return found
+
+
+def classify_error(exc: BaseException, what: str) -> TransientError | PermanentError | None:
+    """Our error for a discord.py / aiohttp failure of a call made through discord.py (the
+    login), or None for an exception that is not a platform failure (a bug: let it surface)."""
     if isinstance(exc, discord.RateLimited):
         return TransientError(
             f"Discord rate limit on {what}: retry in {exc.retry_after:.1f} s", exc.retry_after
@@ -152,70 +270,60 @@ def classify_error(
     if isinstance(exc, discord.LoginFailure):
         return PermanentError(TOKEN_REFUSED, FailureScope.PLATFORM)
     if isinstance(exc, discord.HTTPException):
-        status, code = exc.status, exc.code
-        label = _code_label(code)
-        if status == 429:
-            # Only 429s discord.py would not wait out itself reach us: no `Via` header (a
-            # Cloudflare ban) or a body that is not JSON. Never hammer: wait as told, or back off.
-            return TransientError(f"Discord answered 429 for {what}", _retry_after_s(exc))
-        if status >= 500:
-            return TransientError(f"Discord answered {status} for {what}")
-        if status == 401:
-            if webhook:
-                return PermanentError(
-                    f"Discord refused the webhook token of {what} ({label}): the URL in "
-                    f"{webhook_env_name(what.removeprefix(WEBHOOK_PREFIX))} is wrong or the "
-                    "webhook was reset",
-                    FailureScope.CHANNEL,
-                )
+        if exc.status == 401:
             return PermanentError(TOKEN_REFUSED, FailureScope.PLATFORM)
-        if status == 403:
-            return PermanentError(
-                f"Discord refused {what}: 403 {label} ({BOT_PERMISSIONS_HINT})",
-                FailureScope.CHANNEL,
-            )
-        if status == 404:
-            gone = "the webhook was deleted" if webhook else "the channel was deleted"
-            return PermanentError(
-                f"Discord does not know {what}: 404 {label} ({gone}, or the id is wrong)",
-                FailureScope.CHANNEL,
-            )
-        # 400 and the rest of 4xx: Discord refused this payload. A rendering bug: keep the whole
-        # reason (Discord's field errors) for whoever fixes it, and never retry it.
-        detail = exc.text[:1500] if exc.text else ""
+        if exc.status == 429 or exc.status >= 500:
+            return TransientError(f"Discord answered {exc.status} for {what}")
         return PermanentError(
-            f"Discord rejected the message for {what}: {status} {label} {detail}".rstrip(),
-            FailureScope.DELIVERY,
+            f"Discord refused {what}: {exc.status} {_code_label(exc.code)}", FailureScope.CHANNEL
         )
     if isinstance(exc, CONNECTION_ERRORS):
-        # Only the type and errno: aiohttp's messages can carry the request URL.
-        errno = getattr(exc, "errno", None)
-        suffix = f" (errno {errno})" if errno else ""
-        return TransientError(f"connection to Discord failed for {what}: {type(exc).__name__}"
-                              f"{suffix}")
+        return connection_failure(exc, what)
     return None
 
 
+def connection_failure(exc: BaseException, what: str) -> TransientError:
+    # Only the type and errno: aiohttp's messages can carry the request URL.
+    errno = getattr(exc, "errno", None)
+    suffix = f" (errno {errno})" if errno else ""
+    return TransientError(
+        f"connection to Discord failed for {what}: {type(exc).__name__}{suffix}", maybe_sent=True
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One answer of Discord's REST API, as the adapter reads it."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: object  # parsed JSON, or None
+    text: str
+
+
 class DiscordNotifier:
-    """Posts to Discord channels (as the bot) and to `webhook:NAME` targets."""
+    """Posts to Discord channels (as the bot) and to `webhook:NAME` targets. Without a bot
+    token, only webhook targets work (and slash commands are off)."""
 
     def __init__(
         self,
-        token: str,
+        token: str | None,
         config: DiscordConfig,
         style: RenderStyle,
         resolve_webhook: Callable[[str], str | None],
         *,
         login_attempts: int = LOGIN_ATTEMPTS,
+        post_timeout_s: float = POST_TIMEOUT_S,
     ) -> None:
         self._token = token
         self._config = config
         self._style = style
         self._resolve_webhook = resolve_webhook
         self._login_attempts = max(1, login_attempts)
+        self._post_timeout_s = post_timeout_s
         self._client: discord.Client | None = None
-        self._webhook_session: aiohttp.ClientSession | None = None
-        self._redactor = RedactSecrets([token])
+        self._session: aiohttp.ClientSession | None = None
+        self._redactor = RedactSecrets([token] if token else [])
         self._previous_base: str | None = None
 
     @property
@@ -223,31 +331,51 @@ class DiscordNotifier:
         return PLATFORM
 
     @property
+    def has_bot(self) -> bool:
+        """A bot token is set: posts to channel ids and slash commands are possible."""
+        return self._token is not None
+
+    @property
     def client(self) -> discord.Client:
         """The logged-in client (shared with the slash-command gateway)."""
         if self._client is None:
-            raise RuntimeError("DiscordNotifier.start() has not succeeded")
+            raise RuntimeError("DiscordNotifier.start() has not logged in a bot")
         return self._client
 
     def _point_at_api(self) -> None:
-        # discord.py has no per-client API address: every REST call (webhooks included) is
-        # built on the class attribute `Route.BASE`, read each time a Route is made. Setting it
-        # is how requests go through an HTTP proxy in front of Discord (or a test's fake).
-        # The default setting leaves alone an address a program embedding us already chose.
-        # The gateway address is separate (see DiscordGateway).
+        # discord.py has no per-client API address: every REST call it makes is built on the
+        # class attribute `Route.BASE`, read each time a Route is made. Setting it is how its
+        # requests go through an HTTP proxy in front of Discord (or a test's fake). The default
+        # setting leaves alone an address a program embedding us already chose. The gateway
+        # address is separate (see DiscordGateway).
         if self._config.api_base_url == DiscordConfig().api_base_url:
             return
         self._previous_base = Route.BASE
         Route.BASE = self._config.api_base_url
 
+    @property
+    def api_base(self) -> str:
+        """Where our own requests go: the configured API, or (left at Discord's own) the one
+        discord.py was pointed at by whoever embeds us."""
+        if self._config.api_base_url != DiscordConfig().api_base_url:
+            return self._config.api_base_url
+        return Route.BASE.rstrip("/")
+
     async def start(self) -> None:
         """Log in over REST (GET /users/@me, /oauth2/applications/@me). A refused token raises
-        PermanentError(PLATFORM) naming DISCORD_TOKEN; so does an API that stays unreachable."""
+        PermanentError(PLATFORM) naming DISCORD_TOKEN; so does an API that stays unreachable.
+        Without a token there is nothing to log in: webhook targets post all the same."""
         if self._client is not None:
             return
         for name in DISCORD_LOGGERS:
             logging.getLogger(name).addFilter(self._redactor)
         self._point_at_api()
+        if self._token is None:
+            log.info(
+                "discord: no bot token (%s): posting to webhook targets only; slash commands "
+                "are off", TOKEN_ENV,
+            )
+            return
         # newsbot has no voice: discord.py's warnings about missing voice libraries would only
         # puzzle an operator.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -290,6 +418,30 @@ class DiscordNotifier:
             )
             return
 
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._post_timeout_s),
+                headers={"User-Agent": USER_AGENT},
+            )
+        return self._session
+
+    async def _post(
+        self, path: str, payload: Mapping[str, Any], what: str, *, bot: bool
+    ) -> Answer:
+        """One POST, one answer; no retry and no wait here (the scheduler decides)."""
+        headers = {"Content-Type": "application/json"}
+        if bot and self._token:
+            headers["Authorization"] = f"Bot {self._token}"
+        try:
+            async with self._http().post(
+                self.api_base + path, data=json.dumps(payload), headers=headers
+            ) as response:
+                text = await response.text(encoding="utf-8", errors="replace")
+                return Answer(response.status, response.headers, _json_or_none(text), text)
+        except CONNECTION_ERRORS as exc:
+            raise connection_failure(exc, what) from None
+
     async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
         if channel.startswith(WEBHOOK_PREFIX):
             return await self._send_webhook(channel, article)
@@ -300,23 +452,26 @@ class DiscordNotifier:
                 "right-click the channel, Copy Channel ID) nor webhook:NAME",
                 FailureScope.CHANNEL,
             )
+        if self._token is None:
+            raise PermanentError(
+                f"posting to {what} needs the bot: set {TOKEN_ENV} (or {TOKEN_ENV}_FILE), or "
+                "use a webhook target (webhook:NAME)",
+                FailureScope.CHANNEL,
+            )
         payload = render_discord(article, self._style)
         payload["nonce"] = nonce_for(delivery_key)
         payload["enforce_nonce"] = True  # a repeat returns the first message, not a new one
-        # The raw payload, exactly as rendered (and tested against Discord's limits), through
-        # discord.py's HTTP client, which paces sends by the rate-limit headers. When a post
-        # empties the channel's bucket, discord.py sleeps out the reset before returning, after
-        # Discord created the message: a stop during that sleep leaves the row `sending`, and
-        # the next start resends it with the same nonce, which Discord answers with this post.
-        params = MultipartParameters(payload=payload, multipart=None, files=None)
-        try:
-            data = await self.client.http.send_message(int(channel), params=params)
-        except Exception as exc:
-            error = classify_error(exc, what)
-            if error is None:
-                raise
-            raise error from exc
-        return SentRef(message_id=str(data["id"]))
+        answer = await self._post(f"/channels/{channel}/messages", payload, what, bot=True)
+        return self._sent_or_raise(answer, what, webhook=False)
+
+    def _sent_or_raise(self, answer: Answer, what: str, *, webhook: bool) -> SentRef:
+        rate = rate_limit_of(answer.status, answer.headers, answer.body)
+        if 200 <= answer.status < 300 and isinstance(answer.body, Mapping):
+            return SentRef(message_id=str(answer.body.get("id", "")), rate=rate)
+        if 200 <= answer.status < 300:
+            # Accepted, but not the message we asked to see: posted all the same.
+            return SentRef(message_id="", rate=rate)
+        raise classify_answer(answer.status, answer.body, answer.text, rate, what, webhook=webhook)
 
     async def _send_webhook(self, channel: str, article: Article) -> SentRef:
         name = channel.removeprefix(WEBHOOK_PREFIX)
@@ -334,35 +489,19 @@ class DiscordNotifier:
                 f"{channel}: set {variable} (or {variable}_FILE) to the webhook's URL",
                 FailureScope.CHANNEL,
             )
-        try:
-            webhook = discord.Webhook.from_url(url, session=self._session())
-        except ValueError:
+        match = _WEBHOOK_URL.fullmatch(url.strip())
+        if match is None:
             raise PermanentError(
                 f"{variable} does not hold a Discord webhook URL "
                 "(https://discord.com/api/webhooks/<id>/<token>)",
                 FailureScope.CHANNEL,
-            ) from None
-        if webhook.token:
-            self._redactor.secrets.add(webhook.token)
+            )
+        self._redactor.secrets.add(match["token"])
         payload = render_discord(article, self._style)
-        embeds = [discord.Embed.from_dict(e) for e in payload["embeds"]]
-        try:
-            message = await webhook.send(
-                embeds=embeds, allowed_mentions=discord.AllowedMentions.none(), wait=True
-            )
-        except Exception as exc:
-            error = classify_error(exc, channel, webhook=True)
-            if error is None:
-                raise
-            raise error from exc
-        return SentRef(message_id=str(message.id))
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._webhook_session is None or self._webhook_session.closed:
-            self._webhook_session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_S)
-            )
-        return self._webhook_session
+        # Like discord.py, to the API we were pointed at, whatever host the URL names.
+        path = f"/webhooks/{match['id']}/{match['token']}?wait=true"
+        answer = await self._post(path, payload, channel, bot=False)
+        return self._sent_or_raise(answer, channel, webhook=True)
 
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
         # Nothing to look up: the bot may not read history (it asks for no Read Message History),
@@ -375,7 +514,7 @@ class DiscordNotifier:
         client, self._client = self._client, None
         if client is not None:
             await client.close()
-        session, self._webhook_session = self._webhook_session, None
+        session, self._session = self._session, None
         if session is not None:
             await session.close()
         if self._previous_base is not None and self._config.api_base_url == Route.BASE:
@@ -385,8 +524,15 @@ class DiscordNotifier:
             logging.getLogger(name).removeFilter(self._redactor)
 
 
+def _json_or_none(text: str) -> object:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 def create_discord_notifier(
-    token: str, config: DiscordConfig, style: RenderStyle, environ: Mapping[str, str]
+    token: str | None, config: DiscordConfig, style: RenderStyle, environ: Mapping[str, str]
 ) -> DiscordNotifier:
     def resolve_webhook(variable: str) -> str | None:
         # Read when a post needs it, never from the config text: the URL is a secret.

@@ -1,0 +1,222 @@
+"""The SQLite database through aiosqlite: the connection, the schema's migrations, and the one
+write path (`write`: a `BEGIN IMMEDIATE` transaction behind an asyncio lock).
+
+One connection, one writer: routing and the outbox rows it creates commit together
+(docs/reliability.md). WAL lets readers (health checks, `newsbot status`) run beside the worker.
+The repositories (`State`, `Outbox`) share one `Database`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Each entry moves the schema one version up; `PRAGMA user_version` records where a database is.
+# SQLite DDL is transactional, so an interrupted migration leaves the previous version intact.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+    CREATE TABLE articles (
+        key TEXT PRIMARY KEY,
+        title TEXT NOT NULL,
+        published_at TEXT,
+        quality REAL,
+        provider TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        first_seen_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX articles_recent ON articles (published_at);
+    CREATE TABLE article_topics (
+        article_key TEXT NOT NULL REFERENCES articles (key) ON DELETE CASCADE,
+        folded TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        PRIMARY KEY (article_key, folded)
+    ) WITHOUT ROWID;
+    CREATE INDEX article_topics_by_topic ON article_topics (folded);
+    CREATE TABLE files (
+        path TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        article_key TEXT,
+        error TEXT,
+        checked_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE subscriptions (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        topics TEXT NOT NULL,
+        topics_key TEXT NOT NULL,
+        min_quality REAL,
+        include_unscored INTEGER,
+        providers_include TEXT NOT NULL,
+        providers_exclude TEXT NOT NULL,
+        keywords TEXT NOT NULL,
+        max_age_days REAL,
+        backfill INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        parked_reason TEXT,
+        parked_at REAL,
+        UNIQUE (platform, channel, topics_key)
+    );
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        article_key TEXT NOT NULL REFERENCES articles (key),
+        subscription_id INTEGER,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        message_ref TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (platform, channel, article_key)
+    );
+    CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+    """,
+    # Which files carry a story: tells a second file of a known story (a duplicate) from an
+    # edit of the file that brought it, without scanning the whole index.
+    """
+    CREATE INDEX files_by_article ON files (article_key);
+    """,
+    # A row whose last attempt may have reached the platform without an answer: before it is
+    # sent again, the platform is asked whether the post is already there.
+    """
+    ALTER TABLE deliveries ADD COLUMN uncertain INTEGER NOT NULL DEFAULT 0;
+    """,
+    # The scheduler's queues: each channel's rows oldest story first (`sort_at`: the article's
+    # published time, else when it was queued), and which channels have work.
+    """
+    ALTER TABLE deliveries ADD COLUMN sort_at REAL NOT NULL DEFAULT 0;
+    UPDATE deliveries SET sort_at = COALESCE(
+        (SELECT (julianday(a.published_at) - 2440587.5) * 86400.0 FROM articles a
+         WHERE a.key = deliveries.article_key),
+        created_at);
+    CREATE INDEX deliveries_queue ON deliveries (platform, channel, state, sort_at, id);
+    CREATE INDEX deliveries_by_channel_due
+        ON deliveries (state, platform, channel, next_attempt_at);
+    """,
+)
+
+# How long to keep trying when another process holds the write lock.
+_LOCKED_RETRIES = 8
+
+
+class StateError(RuntimeError):
+    """The database cannot be used as it is; the message says why and what to do."""
+
+
+Body = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+
+class Database:
+    """Open with `await Database.open(path)`; close with `aclose()`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path | None = None) -> None:
+        self._db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(str(path), isolation_level=None, timeout=5.0)
+        try:
+            db.row_factory = aiosqlite.Row
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise
+                raise StateError(
+                    f"{path} is not a newsbot database (SQLite says: {exc}); set "
+                    "database.path to another file, or move this one away"
+                ) from None
+            # FULL: a delivery marked `sent` must stay sent through a power cut.
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=5000")
+            database = cls(db, path)
+            await database._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return database
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """For tests that watch the statements (a trace callback); code goes through write."""
+        return self._db
+
+    async def aclose(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > len(MIGRATIONS):
+            raise StateError(
+                f"the database {self.path} is at schema version {version}, newer than this "
+                f"newsbot ({len(MIGRATIONS)}); upgrade newsbot or use another database file"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("migrating the database to schema version %d", number)
+
+            async def apply(
+                db: aiosqlite.Connection, script: str = script, n: int = number
+            ) -> None:
+                for statement in filter(str.strip, script.split(";")):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {n}")
+
+            await self.write(apply)
+
+    async def write(self, body: Body[T]) -> T:
+        """Run `body` in one BEGIN IMMEDIATE transaction; wait out another process's lock."""
+        async with self._write_lock:
+            delay_s = 0.05
+            for attempt in range(_LOCKED_RETRIES):
+                try:
+                    await self._db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or attempt == _LOCKED_RETRIES - 1:
+                        raise
+                    log.warning("the database is locked by another process; retrying")
+                    await asyncio.sleep(delay_s)
+                    delay_s = min(delay_s * 2, 2.0)
+                    continue
+                try:
+                    result = await body(self._db)
+                    await self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        await self._db.execute("ROLLBACK")
+                    raise
+                return result
+        raise AssertionError("unreachable")
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def ping(self) -> bool:
+        """Readiness: the database answers a query."""
+        try:
+            await self.fetchall("SELECT 1")
+        except Exception:
+            return False
+        return True

@@ -1,0 +1,464 @@
+"""The scheduler: which outbox row goes next, so that every platform is used up to its rate
+ceiling and no send ever waits on a spent bucket while another channel could go.
+
+One lane per platform. Every (platform, channel) is its own queue, oldest story first (by the
+article's published time). A channel is in exactly one place at a time:
+
+    ready    its bucket allows a send now; served round robin: the channel served longest ago
+             (or never) first, so a channel that was idle goes ahead of a long backlog
+    waiting  on a timer: its bucket is spent, or its next row's retry time has not come
+    busy     a send is in flight (one per channel at a time: order and the channel's limit)
+
+A send slot is taken only at the moment of sending, so a spent bucket never holds one. What the
+platform says back (`Attempt.rate`) goes to the lane's pacer (bot/pacing.py), which decides when
+that channel and the platform may go again. Waits the platform imposes by refusing (429) are
+also written to the outbox by delivery, so they survive a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.clock import Clock
+from bot.delivery import Attempt, Deliverer, Outcome
+from bot.outbox import ChannelBacklog, Delivery, DeliveryState, Outbox
+from bot.pacing import Pacer
+
+log = logging.getLogger(__name__)
+
+# Rows read ahead per channel: enough to keep a channel busy between database reads, few
+# enough that memory stays flat in the number of channels.
+QUEUE_READ_AHEAD = 4
+# Look for channels with new work this often even without being told (rows added by another
+# process, such as `newsbot subscriptions add --backfill`).
+DISCOVERY_INTERVAL_S = 5.0
+# Sends a lane has in flight at most (channels are one at a time each).
+DEFAULT_MAX_IN_FLIGHT = 32
+PRUNE_EVERY_SENDS = 500
+# After the database failed between sends.
+ERROR_PAUSE_S = 1.0
+
+
+class Timer(Protocol):
+    async def wait(self, wake: asyncio.Event, timeout_s: float | None, busy: bool) -> None:
+        """Return when `wake` is set or `timeout_s` has passed. `busy`: sends are in flight
+        (they set `wake` when they finish)."""
+        ...
+
+
+class AsyncioTimer:
+    async def wait(self, wake: asyncio.Event, timeout_s: float | None, busy: bool) -> None:
+        if timeout_s is not None and timeout_s <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class Leftover:
+    """Rows a lane could not deliver in a bounded run, per channel, with the reason."""
+
+    platform: str
+    channel: str
+    rows: int
+    reason: str
+
+
+@dataclass(slots=True)
+class LaneStats:
+    sent: int = 0
+    retried: int = 0
+    rate_limited: int = 0
+    failed: int = 0
+    parked: int = 0
+
+
+@dataclass(slots=True)
+class _Heap:
+    """A heap of (key, seq, channel) with at most one live entry per channel; replaced or
+    discarded entries are skipped when they surface."""
+
+    entries: list[tuple[float, int, str]] = field(default_factory=list)
+    live: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+    def push(self, at: float, seq: int, channel: str) -> None:
+        self.live[channel] = (at, seq)
+        heapq.heappush(self.entries, (at, seq, channel))
+
+    def discard(self, channel: str) -> None:
+        self.live.pop(channel, None)
+
+    def time_of(self, channel: str) -> float | None:
+        entry = self.live.get(channel)
+        return None if entry is None else entry[0]
+
+    def _drop_stale(self) -> None:
+        while self.entries:
+            at, seq, channel = self.entries[0]
+            if self.live.get(channel) == (at, seq):
+                return
+            heapq.heappop(self.entries)
+
+    def peek_time(self) -> float | None:
+        self._drop_stale()
+        return self.entries[0][0] if self.entries else None
+
+    def pop(self) -> str:
+        self._drop_stale()
+        _, _, channel = heapq.heappop(self.entries)
+        del self.live[channel]
+        return channel
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+    def __contains__(self, channel: object) -> bool:
+        return channel in self.live
+
+
+class Lane:
+    """One platform's queues, pacing and sends."""
+
+    def __init__(
+        self,
+        platform: str,
+        pacer: Pacer,
+        deliverer: Deliverer,
+        outbox: Outbox,
+        clock: Clock,
+        timer: Timer,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        self.platform = platform
+        self.pacer = pacer
+        self._deliverer = deliverer
+        self._outbox = outbox
+        self._clock = clock
+        self._timer = timer
+        self._max_in_flight = max(1, max_in_flight)
+        self._queues: dict[str, deque[Delivery]] = {}
+        self._ready = _Heap()  # keyed by when the channel was last served
+        self._waiting = _Heap()  # keyed by when it may go
+        self._busy: set[str] = set()
+        self._last_served: dict[str, float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._discover_at = float("-inf")
+        self._sends_since_prune = 0
+        self._looked_since_send = False
+        self.stats = LaneStats()
+        self.stopped_reason: str | None = None
+
+    # --- what the outside says -----------------------------------------------------------
+
+    def notify(self) -> None:
+        """New rows may be in the outbox: look at once."""
+        self._discover_at = float("-inf")
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        # The channels with a send in flight (one each): a finished send leaves this set
+        # before it wakes the loop, unlike its task, whose removal is a callback for later.
+        return len(self._busy)
+
+    # --- time --------------------------------------------------------------------------------
+
+    def _mono_of(self, wall_s: float) -> float:
+        """A stored wall-clock time on the monotonic clock the pacing uses."""
+        return self._clock.monotonic() + (wall_s - self._clock.time())
+
+    # --- where a channel goes ------------------------------------------------------------
+
+    def _place(self, channel: str, at: float) -> None:
+        """Ready now, or waiting until `at`."""
+        self._ready.discard(channel)
+        self._waiting.discard(channel)
+        now = self._clock.monotonic()
+        if at <= now:
+            self._ready.push(self._last_served.get(channel, 0.0), next(self._seq), channel)
+        else:
+            self._waiting.push(at, next(self._seq), channel)
+
+    def _retire(self, channel: str) -> None:
+        """Nothing left for the channel: it leaves memory (and comes back first in line)."""
+        self._ready.discard(channel)
+        self._waiting.discard(channel)
+        self._queues.pop(channel, None)
+        self._last_served.pop(channel, None)
+
+    async def _discover(self) -> None:
+        """Every channel with pending rows that the lane does not hold yet, or holds on a
+        timer later than its rows need."""
+        self._discover_at = self._clock.monotonic() + DISCOVERY_INTERVAL_S
+        self._looked_since_send = True
+        for work in await self._outbox.backlog([self.platform]):
+            self._consider(work)
+
+    def _consider(self, work: ChannelBacklog) -> None:
+        channel = work.channel
+        if channel in self._busy or channel in self._ready:
+            return
+        at = self._mono_of(work.next_attempt_at)
+        current = self._waiting.time_of(channel)
+        if current is not None and current <= at:
+            return
+        # New to the lane, or a row came that may go sooner than the wait the channel was on
+        # (if that wait was its pacing, the pacer is asked again when the channel is popped).
+        self._queues.pop(channel, None)  # read afresh: rows may have been added or held
+        self._place(channel, at)
+
+    async def _refill(self, channel: str) -> bool:
+        """Read the channel's next due rows; False when none is due now (then the channel
+        waits for its next row, or leaves when it has none)."""
+        rows = await self._outbox.due_rows(
+            self.platform, channel, self._clock.time(), QUEUE_READ_AHEAD
+        )
+        if rows:
+            self._queues[channel] = deque(rows)
+            return True
+        self._queues.pop(channel, None)
+        next_at = await self._outbox.next_attempt_at(self.platform, channel)
+        if next_at is None:
+            self._retire(channel)
+        else:
+            self._place(channel, self._mono_of(next_at))
+        return False
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _promote(self, now: float) -> None:
+        while (at := self._waiting.peek_time()) is not None and at <= now:
+            channel = self._waiting.pop()
+            self._ready.push(self._last_served.get(channel, 0.0), next(self._seq), channel)
+
+    async def _dispatch_one(self, now: float) -> None:
+        """Start the send of the next ready channel, if it is really ready (else it goes back
+        to wait for its bucket, or to read its rows)."""
+        channel = self._ready.pop()
+        channel_at = self.pacer.channel_ready_at(channel, now)
+        if channel_at > now:
+            self._waiting.push(channel_at, next(self._seq), channel)
+            return
+        queue = self._queues.get(channel)
+        if not queue:
+            if not await self._refill(channel):
+                return
+            queue = self._queues[channel]
+            now = self._clock.monotonic()
+        row = queue.popleft()
+        self._looked_since_send = False
+        self.pacer.dispatched(channel, now)
+        self._busy.add(channel)
+        task = asyncio.create_task(self._send(channel, row), name=f"send {row.key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, channel: str, row: Delivery) -> None:
+        try:
+            attempt = await self._deliverer.attempt(row)
+        except Exception:
+            # The database failed under the attempt (the send itself maps its errors). The row
+            # is still pending or sending: it is tried again, and resolved at the latest at the
+            # next start.
+            log.exception("delivery attempt for %s failed", row.key)
+            attempt = Attempt(Outcome.RETRY, reason="internal error")
+        finally:
+            self._busy.discard(channel)
+            self._wake.set()
+        self._after(channel, attempt)
+
+    def _after(self, channel: str, attempt: Attempt) -> None:
+        now = self._clock.monotonic()
+        self.pacer.answered(channel, attempt.rate, now)
+        self._last_served[channel] = now
+        self._count(attempt.outcome)
+        outcome = attempt.outcome
+        if outcome is Outcome.PLATFORM_STOPPED:
+            self.stopped_reason = attempt.reason or "the platform refused our credentials"
+            return
+        if outcome is Outcome.PARKED:
+            self._retire(channel)
+            return
+        if outcome is Outcome.RATE_LIMITED:
+            # The channel's rows were held in the outbox: read them afresh after the wait.
+            self._queues.pop(channel, None)
+        self._place(channel, self.pacer.channel_ready_at(channel, now))
+        self._sends_since_prune += 1
+        if self._sends_since_prune >= PRUNE_EVERY_SENDS:
+            self._sends_since_prune = 0
+            self.pacer.prune(now)
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome in (Outcome.SENT, Outcome.FOUND):
+            self.stats.sent += 1
+        elif outcome is Outcome.RETRY:
+            self.stats.retried += 1
+        elif outcome is Outcome.RATE_LIMITED:
+            self.stats.rate_limited += 1
+        elif outcome is Outcome.FAILED:
+            self.stats.failed += 1
+        elif outcome is Outcome.PARKED:
+            self.stats.parked += 1
+
+    async def run(self, stop: asyncio.Event, horizon_s: float | None = None) -> None:
+        """Deliver until `stop` is set. With `horizon_s` (a bounded run): return once nothing
+        is in flight and nothing may go within `horizon_s` from now."""
+        while not stop.is_set() and self.stopped_reason is None:
+            try:
+                if await self._step(horizon_s):
+                    return
+            except Exception:
+                # The database failed between sends: pause, then look at everything afresh.
+                log.exception("the %s delivery lane failed; retrying shortly", self.platform)
+                self._queues.clear()
+                self._discover_at = self._clock.monotonic() + ERROR_PAUSE_S
+                self._wake.clear()
+                await self._timer.wait(self._wake, ERROR_PAUSE_S, busy=bool(self._busy))
+
+    async def _step(self, horizon_s: float | None) -> bool:
+        """Start one send, or wait for the next moment one could start; True when a bounded
+        run is over."""
+        now = self._clock.monotonic()
+        if now >= self._discover_at:
+            await self._discover()
+            return False
+        self._promote(now)
+        wake_at = self._discover_at
+        if len(self._ready) and len(self._busy) < self._max_in_flight:
+            platform_at = self.pacer.platform_ready_at(now)
+            if platform_at <= now:
+                await self._dispatch_one(now)
+                return False
+            wake_at = min(wake_at, platform_at)
+        waiting_at = self._waiting.peek_time()
+        if waiting_at is not None:
+            wake_at = min(wake_at, waiting_at)
+        if horizon_s is not None and not self._busy and not len(self._ready):
+            if not self._looked_since_send:
+                # Before calling it done, look once more for rows added meanwhile.
+                self._discover_at = float("-inf")
+                return False
+            if waiting_at is None or waiting_at > now + horizon_s:
+                return True
+            # Only timers are left, all within the horizon: sleep until the first.
+            wake_at = waiting_at
+        self._wake.clear()
+        await self._timer.wait(self._wake, max(0.0, wake_at - now), busy=bool(self._busy))
+        return False
+
+    async def finish_in_flight(self, grace_s: float) -> bool:
+        """Let sends in flight finish (at most `grace_s`); False when some were cut off (their
+        rows stay `sending` and are resolved at the next start)."""
+        if not self._tasks:
+            return True
+        _, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        return not pending
+
+
+class Scheduler:
+    """The lanes of all platforms, run together."""
+
+    def __init__(
+        self,
+        deliverer: Deliverer,
+        outbox: Outbox,
+        pacers: Mapping[str, Pacer],
+        clock: Clock,
+        timer: Timer | None = None,
+        max_in_flight: Mapping[str, int] | None = None,
+    ) -> None:
+        self._deliverer = deliverer
+        self._outbox = outbox
+        self._clock = clock
+        timer = timer or AsyncioTimer()
+        limits = max_in_flight or {}
+        self.lanes = {
+            platform: Lane(
+                platform, pacer, deliverer, outbox, clock, timer,
+                limits.get(platform, DEFAULT_MAX_IN_FLIGHT),
+            )
+            for platform, pacer in pacers.items()
+            if platform in deliverer.active_platforms
+        }
+
+    def notify(self) -> None:
+        """New rows may be in the outbox."""
+        for lane in self.lanes.values():
+            lane.notify()
+
+    async def recover_interrupted(self) -> int:
+        """Resolve the rows a crash left `sending`; before any lane runs."""
+        return await self._deliverer.recover_interrupted()
+
+    async def run(self, stop: asyncio.Event, grace_s: float) -> None:
+        """Deliver until `stop`; then give sends in flight `grace_s` to finish."""
+        await self._run_lanes(stop, None)
+        cut_off = [
+            lane.platform
+            for lane in self.lanes.values()
+            if not await lane.finish_in_flight(grace_s)
+        ]
+        if cut_off:
+            log.warning("stopping with sends still in flight; they resume at next start")
+
+    async def drain(self, stop: asyncio.Event, max_wait_s: float) -> list[Leftover]:
+        """Deliver everything that may go within `max_wait_s` (waiting out rate limits and
+        short backoffs), then say what is left and why."""
+        await self._run_lanes(stop, max_wait_s)
+        for lane in self.lanes.values():
+            await lane.finish_in_flight(float("inf") if not stop.is_set() else 8.0)
+        return await self.leftovers()
+
+    async def _run_lanes(self, stop: asyncio.Event, horizon_s: float | None) -> None:
+        tasks = [
+            asyncio.create_task(lane.run(stop, horizon_s), name=f"lane {lane.platform}")
+            for lane in self.lanes.values()
+        ]
+        if not tasks:
+            return
+        waker = asyncio.create_task(self._wake_on(stop), name="lanes wake on stop")
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            waker.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(waker, *tasks, return_exceptions=True)
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        """A lane waiting on a timer learns of the stop at once, not when the timer fires."""
+        await stop.wait()
+        for lane in self.lanes.values():
+            lane.notify()
+
+    async def leftovers(self) -> list[Leftover]:
+        """Rows still waiting (pending or parked), by channel, each with why."""
+        stopped = self._deliverer.stopped_platforms
+        now = self._clock.time()
+        left = []
+        for work in await self._outbox.backlog():
+            if work.platform in stopped:
+                reason = f"the platform stopped: {stopped[work.platform]}"
+            elif work.platform not in self.lanes:
+                reason = f"{work.platform} is not running (no notifier for it)"
+            else:
+                wait_s = max(0.0, work.next_attempt_at - now)
+                why = f": {work.last_error}" if work.last_error else ""
+                reason = f"next attempt in {wait_s:.0f} s{why}"
+            left.append(Leftover(work.platform, work.channel, work.pending, reason))
+        for work in await self._outbox.backlog(state=DeliveryState.PARKED):
+            reason = f"parked: {work.last_error or 'the channel refused us'}"
+            left.append(Leftover(work.platform, work.channel, work.pending, reason))
+        return left
