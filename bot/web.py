@@ -8,24 +8,38 @@ else is a 401 and changes nothing.
 from __future__ import annotations
 
 import logging
+import re
+import traceback
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import ConfigError
+from bot.rejections import Rejection
 
 log = logging.getLogger(__name__)
 
 SlashAnswer = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
-# Is this raw body with these headers really from Slack? (The Slack adapter decides.)
-RequestCheck = Callable[[bytes, Mapping[str, str]], bool]
+# Why this raw body with these headers is not really from Slack; None when it is. (The Slack
+# adapter decides.)
+RequestCheck = Callable[[bytes, Mapping[str, str]], Rejection | None]
 ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
 MetricsText = Callable[[], Awaitable[str]]
 
 # A slash command is a few hundred bytes; refuse to buffer much more before verifying it.
 MAX_BODY_BYTES = 64 * 1024
+# Slack sends about 15 fields.
+MAX_FORM_FIELDS = 100
+_FAILED_REPLY = {
+    "response_type": "ephemeral",
+    "text": "Sorry, newsbot could not answer that command; the error is in its log.",
+}
+# A field name quoted back to the caller: only letters, digits and `_`, so nothing needs
+# escaping in Slack's markup.
+_PLAIN = re.compile(r"[^A-Za-z0-9_]")
 
 _ANSWER: web.AppKey[SlashAnswer] = web.AppKey("slash_answer")
 _VERIFY: web.AppKey[RequestCheck] = web.AppKey("verify_request")
@@ -52,21 +66,67 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _slack_commands(request: web.Request) -> web.Response:
-    body = await request.read()
-    if not request.app[_VERIFY](body, request.headers):
-        log.warning("slack: refused a command request with a bad or stale signature")
-        return web.Response(status=401, text="invalid signature")
     try:
-        pairs = urllib.parse.parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, strict_parsing=False
+        return await _slack_command(request)
+    except Exception as exc:
+        # A bug of ours, whatever the request: one line that says where, never the exception's
+        # message (it may quote the body) or a traceback's values, and a polite answer.
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        log.error(
+            "slack: a command request failed on our side (%s in %s, %s line %s); answered "
+            "with a generic error",
+            type(exc).__name__, where.name, Path(where.filename).name, where.lineno,
         )
-    except UnicodeDecodeError:
-        return web.Response(status=400, text="not a form")
-    form = dict(pairs)
+        return web.json_response(_FAILED_REPLY)
+
+
+async def _slack_command(request: web.Request) -> web.Response:
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        _refuse(Rejection.BODY_TOO_LARGE)
+        return web.Response(status=413, text="request body too large")
+    refusal = request.app[_VERIFY](body, request.headers)
+    if refusal is not None:
+        _refuse(refusal)
+        return web.Response(status=401, text="invalid request signature")
+    # From here on the request is Slack's own: a form it should not have sent gets an answer
+    # in the channel rather than an HTTP error nobody sees.
+    form = _read_form(body)
+    if isinstance(form, str):
+        return web.json_response(_private_reply(f"newsbot could not read this command: {form}"))
     if form.get("ssl_check") == "1":
         return web.Response(text="")  # Slack checking the certificate: nothing to do
     payload = await request.app[_ANSWER](form)
     return web.json_response(payload)
+
+
+def _refuse(reason: Rejection) -> None:
+    log.warning("slack: refused a command request with %s", reason.description)
+
+
+def _read_form(body: bytes) -> dict[str, str] | str:
+    """The slash command's fields, or what is wrong with them."""
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS
+        )
+    except UnicodeDecodeError:
+        return "it is not UTF-8 text."
+    except ValueError:
+        return f"it has more than {MAX_FORM_FIELDS} fields."
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            # Which one would Slack mean? Run neither.
+            return f"it has the field `{_PLAIN.sub('?', name)[:40]}` more than once."
+        form[name] = value
+    return form
+
+
+def _private_reply(text: str) -> dict[str, Any]:
+    """A Slack reply only the caller sees (plain words: nothing in it needs escaping)."""
+    return {"response_type": "ephemeral", "text": text}
 
 
 def create_app(
