@@ -283,3 +283,22 @@ async def test_an_unexpected_error_is_answered_politely_and_logged_once(
     assert "RuntimeError" in failures[0].getMessage()
     logged = caplog.text + "".join(str(r.exc_text) for r in caplog.records)
     assert "TopSecretTopic" not in logged and SECRET not in logged
+
+
+# --- replays inside Slack's 5-minute window ---------------------------------------------------
+
+
+async def test_a_replay_inside_the_window_is_refused(
+    endpoint: EndpointFactory, clock: FakeClock
+) -> None:
+    server = await endpoint()
+    body, headers = sign_slash_command(SECRET, command_form("list"), int(clock.time()))
+    head = post_head(*(f"{k}: {v}".encode() for k, v in headers.items()))
+    assert (await server.post(head, body)).status == 200
+    clock.advance(240)  # captured, and sent again four minutes later
+    assert (await server.post(head, body)).status == 401
+    clock.advance(120)  # and after the window: stale
+    assert (await server.post(head, body)).status == 401
+    # The same command, signed anew by Slack, is a new request.
+    assert (await server.signed(command_form("list"))).status == 200
+    assert [f["text"] for f in server.answered] == ["list", "list"]

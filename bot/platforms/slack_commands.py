@@ -40,6 +40,7 @@ from bot.platforms.slack import (
 from bot.rejections import Rejection
 from bot.render import RenderStyle, render_slack_compact
 from bot.render.common import trim_text, utf16_len
+from bot.replay import RecentSignatures
 
 log = logging.getLogger(__name__)
 
@@ -471,12 +472,13 @@ SIGNATURE_MAX_AGE_S = 300
 
 
 def request_check(
-    signing_secret: str, clock: Clock
+    signing_secret: str, clock: Clock, recent: RecentSignatures | None = None
 ) -> Callable[[bytes, Mapping[str, str]], Rejection | None]:
     """Why a raw request body and its headers are not a command signed by Slack with
-    `signing_secret` (HMAC-SHA256, compared in constant time) within 5 minutes of now; None
-    when they are."""
+    `signing_secret` (HMAC-SHA256, compared in constant time) within 5 minutes of now, and not
+    seen before; None when they are."""
     verifier = SignatureVerifier(signing_secret, clock=_VerifierClock(clock))
+    seen_before = recent if recent is not None else RecentSignatures(SIGNATURE_MAX_AGE_S)
 
     def refusal(body: bytes, headers: Mapping[str, str]) -> Rejection | None:
         timestamp = headers.get("X-Slack-Request-Timestamp")
@@ -493,6 +495,12 @@ def request_check(
             return Rejection.STALE
         if not verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
             return Rejection.BAD_SIGNATURE
+        # Slack never resends a slash command, so the same signature twice is a replay.
+        seen = seen_before.remember(signature, int(timestamp), clock.time())
+        if seen == "repeat":
+            return Rejection.REPLAY
+        if seen == "full":
+            return Rejection.TOO_MANY_RECENT
         return None
 
     return refusal
