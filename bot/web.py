@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.config import ConfigError
+from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.rejections import Rejection
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ _ANSWER: web.AppKey[SlashAnswer] = web.AppKey("slash_answer")
 _VERIFY: web.AppKey[RequestCheck] = web.AppKey("verify_request")
 _READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
 _METRICS: web.AppKey[MetricsText] = web.AppKey("metrics")
-# Prometheus' text exposition format.
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -62,7 +61,9 @@ async def _readyz(request: web.Request) -> web.Response:
 
 async def _metrics(request: web.Request) -> web.Response:
     body = await request.app[_METRICS]()
-    return web.Response(body=body.encode("utf-8"), headers={"Content-Type": METRICS_CONTENT_TYPE})
+    return web.Response(
+        body=body.encode("utf-8"), headers={"Content-Type": METRICS_CONTENT_TYPE}
+    )
 
 
 async def _slack_commands(request: web.Request) -> web.Response:
