@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bot.rejections import Rejection
+
 # Send latency buckets, seconds: from a local print to a platform's slow answer.
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # What `generate_latest` writes: Prometheus' classic text format.
@@ -90,6 +92,12 @@ class Metrics:
             "newsbot_send_latency_seconds", "Time a platform took to accept a post.",
             ("platform",), buckets=LATENCY_BUCKETS_S, registry=registry,
         )
+        self._rejected = Counter(
+            "newsbot_http_rejected_total", "HTTP requests refused, by reason.", ("reason",),
+            registry=registry,
+        )
+        for reason in Rejection:  # every reason from 0, so that a rate can be taken at once
+            self._rejected.labels(reason=reason.value)
         self._state = _StateCollector()
         registry.register(self._state)
 
@@ -105,6 +113,9 @@ class Metrics:
 
     def count_rate_limit(self, platform: str) -> None:
         self._rate_limited.labels(platform=platform).inc()
+
+    def count_rejection(self, reason: Rejection) -> None:
+        self._rejected.labels(reason=reason.value).inc()
 
 
 def render_prometheus(metrics: Metrics, gauges: StateGauges) -> str:

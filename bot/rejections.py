@@ -1,9 +1,19 @@
-"""Why the HTTP server refused a request: one name per reason, shared by the checks that refuse
-and by what counts and logs the refusals."""
+"""Why the HTTP server refused a request (one name per reason, shared by the checks that refuse
+and by what counts them), and the account of refusals: each one counted, and at most one log
+line per reason a minute, so that a flood of bad requests cannot fill the log."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from enum import StrEnum
+
+from bot.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+# At most one warning per reason this often; the metrics count every refusal.
+LOG_INTERVAL_S = 60.0
 
 
 class Rejection(StrEnum):
@@ -29,3 +39,37 @@ _DESCRIPTIONS = {
     Rejection.TOO_MANY_RECENT: "too many commands within 5 minutes to rule out a replay",
     Rejection.BODY_TOO_LARGE: "a body over the size limit",
 }
+
+
+class RejectionLog:
+    """Counts every refusal (through `count`, e.g. the metrics) and logs a warning for the first
+    of each reason, then at most one per `interval_s`, saying how many were not logged."""
+
+    def __init__(
+        self,
+        count: Callable[[Rejection], None] | None = None,
+        clock: Clock | None = None,
+        interval_s: float = LOG_INTERVAL_S,
+    ) -> None:
+        self._count = count
+        self._clock = clock or SystemClock()
+        self._interval_s = interval_s
+        self._last_logged: dict[Rejection, float] = {}
+        self._held_back: dict[Rejection, int] = {}
+
+    def refuse(self, reason: Rejection) -> None:
+        if self._count is not None:
+            self._count(reason)
+        now = self._clock.monotonic()
+        last = self._last_logged.get(reason)
+        if last is not None and now - last < self._interval_s:
+            self._held_back[reason] = self._held_back.get(reason, 0) + 1
+            return
+        self._last_logged[reason] = now
+        held_back = self._held_back.pop(reason, 0)
+        more = (
+            f" ({held_back} more like it in the last {now - last:.0f} s, not logged)"
+            if held_back and last is not None
+            else ""
+        )
+        log.warning("http: refused a request with %s [%s]%s", reason.description, reason, more)

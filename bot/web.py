@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.config import ConfigError
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from bot.rejections import Rejection
+from bot.rejections import Rejection, RejectionLog
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ _ANSWER: web.AppKey[SlashAnswer] = web.AppKey("slash_answer")
 _VERIFY: web.AppKey[RequestCheck] = web.AppKey("verify_request")
 _READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
 _METRICS: web.AppKey[MetricsText] = web.AppKey("metrics")
+_REJECTIONS: web.AppKey[RejectionLog] = web.AppKey("rejections")
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -85,11 +86,11 @@ async def _slack_command(request: web.Request) -> web.Response:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        _refuse(Rejection.BODY_TOO_LARGE)
+        request.app[_REJECTIONS].refuse(Rejection.BODY_TOO_LARGE)
         return web.Response(status=413, text="request body too large")
     refusal = request.app[_VERIFY](body, request.headers)
     if refusal is not None:
-        _refuse(refusal)
+        request.app[_REJECTIONS].refuse(refusal)
         return web.Response(status=401, text="invalid request signature")
     # From here on the request is Slack's own: a form it should not have sent gets an answer
     # in the channel rather than an HTTP error nobody sees.
@@ -100,10 +101,6 @@ async def _slack_command(request: web.Request) -> web.Response:
         return web.Response(text="")  # Slack checking the certificate: nothing to do
     payload = await request.app[_ANSWER](form)
     return web.json_response(payload)
-
-
-def _refuse(reason: Rejection) -> None:
-    log.warning("slack: refused a command request with %s", reason.description)
 
 
 def _read_form(body: bytes) -> dict[str, str] | str:
@@ -136,10 +133,13 @@ def create_app(
     verify_request: RequestCheck | None = None,
     readiness: ReadinessCheck | None = None,
     metrics: MetricsText | None = None,
+    rejections: RejectionLog | None = None,
 ) -> web.Application:
     """The routes: `/healthz` and `/readyz` always, `/metrics` when given the metrics,
-    `/slack/commands` when given a handler (which then needs the request check)."""
+    `/slack/commands` when given a handler (which then needs the request check). Refused
+    requests go to `rejections` (by default only logged, a line per reason a minute)."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[_REJECTIONS] = rejections or RejectionLog()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     if readiness is not None:

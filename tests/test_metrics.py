@@ -59,6 +59,7 @@ def test_every_metric_keeps_its_name_type_and_labels() -> None:
         "newsbot_bad_files": "counter",
         "newsbot_delivery_outcomes": "counter",
         "newsbot_rate_limited": "counter",
+        "newsbot_http_rejected": "counter",
         "newsbot_send_latency_seconds": "histogram",
         "newsbot_deliveries": "gauge",
         "newsbot_parked_subscriptions": "gauge",

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from bot.commands import Commands
+from bot.metrics import Metrics, StateGauges, render_prometheus
 from bot.platforms.slack_commands import ManagePolicy, SlackCommands, request_check
+from bot.rejections import RejectionLog
 from bot.render import RenderStyle
 from bot.routing import RoutingDefaults
 from bot.state import State
@@ -115,7 +117,17 @@ async def endpoint(state: State, clock: FakeClock) -> AsyncIterator[EndpointFact
             answered.append(form)
             return await (answer or handler.answer)(form)
 
-        app = create_app(slash_answer=recording, verify_request=request_check(SECRET, clock))
+        metrics = Metrics()
+
+        async def metrics_text() -> str:
+            return render_prometheus(metrics, StateGauges({}, 0, 0.0, 0.0))
+
+        app = create_app(
+            slash_answer=recording,
+            verify_request=request_check(SECRET, clock),
+            metrics=metrics_text,
+            rejections=RejectionLog(metrics.count_rejection, clock),
+        )
         server = await HttpServer.start(app, "127.0.0.1", 0)
         servers.append(server)
         return Endpoint(server.port, clock, answered)
@@ -302,3 +314,38 @@ async def test_a_replay_inside_the_window_is_refused(
     # The same command, signed anew by Slack, is a new request.
     assert (await server.signed(command_form("list"))).status == 200
     assert [f["text"] for f in server.answered] == ["list", "list"]
+
+
+# --- refusals are counted, and their log lines rate-limited ------------------------------------
+
+
+async def test_refusals_are_counted_by_reason_and_logged_at_most_once_a_minute_each(
+    endpoint: EndpointFactory, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await endpoint()
+    unsigned = post_head(b"X-Slack-Request-Timestamp: " + NOW, b"X-Slack-Signature: "
+                         + GOOD_SIGNATURE)
+    for _ in range(20):
+        assert (await server.post(unsigned, b"text=help")).status == 401
+    for _ in range(3):
+        assert (await server.post(post_head(), b"text=help")).status == 401
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(refusals) == 2, refusals  # one line per reason
+    assert "signature that does not match" in refusals[0]
+    assert "no signature or timestamp" in refusals[1]
+
+    clock.advance(59)
+    assert (await server.post(unsigned, b"text=help")).status == 401
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 2
+    clock.advance(2)
+    assert (await server.post(unsigned, b"text=help")).status == 401
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(refusals) == 3
+    assert "20 more" in refusals[2]  # the 19 held back at first, and the one at 59 s
+
+    scrape = await server.post([b"GET /metrics HTTP/1.1"])
+    assert scrape.status == 200
+    text = scrape.body.decode()
+    assert 'newsbot_http_rejected_total{reason="bad_signature"} 22.0' in text
+    assert 'newsbot_http_rejected_total{reason="missing_headers"} 3.0' in text
+    assert 'newsbot_http_rejected_total{reason="replay"} 0.0' in text  # every reason, from 0
