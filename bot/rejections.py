@@ -24,6 +24,8 @@ class Rejection(StrEnum):
     REPLAY = "replay"  # a signature already accepted within the window
     TOO_MANY_RECENT = "too_many_recent"  # the replay memory is full of live signatures
     BODY_TOO_LARGE = "body_too_large"
+    SLOW_BODY = "slow_body"  # the body did not arrive within its timeout
+    TOO_MANY_CONNECTIONS = "too_many_connections"
 
     @property
     def description(self) -> str:
@@ -38,6 +40,8 @@ _DESCRIPTIONS = {
     Rejection.REPLAY: "a signature already used (a replay)",
     Rejection.TOO_MANY_RECENT: "too many commands within 5 minutes to rule out a replay",
     Rejection.BODY_TOO_LARGE: "a body over the size limit",
+    Rejection.SLOW_BODY: "a body that did not arrive in time",
+    Rejection.TOO_MANY_CONNECTIONS: "too many open connections",
 }
 
 
@@ -72,4 +76,4 @@ class RejectionLog:
             if held_back and last is not None
             else ""
         )
-        log.warning("http: refused a request with %s [%s]%s", reason.description, reason, more)
+        log.warning("http: refused a request [%s]: %s%s", reason, reason.description, more)

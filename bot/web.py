@@ -1,23 +1,28 @@
 """The HTTP face: `/healthz`, `/readyz`, `/metrics` and Slack's slash-command endpoint.
 
 `POST /slack/commands` trusts nothing it has not verified: the Slack adapter's request check
-(the signature over the raw body, and its age) runs before the form is even parsed; anything
-else is a 401 and changes nothing.
+(the signature over the raw body, its age, and that it is not a replay) runs before the form is
+even parsed; anything else is a 401 and changes nothing. No request, however malformed, is
+answered 500. The server keeps to `HttpLimits`: a head or body that does not arrive in time
+drops the connection, and beyond a number of open connections a new one is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import traceback
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from bot.config import ConfigError
+from bot.connection_cap import CappedTCPSite
 from bot.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.rejections import Rejection, RejectionLog
 
@@ -42,11 +47,30 @@ _FAILED_REPLY = {
 # escaping in Slack's markup.
 _PLAIN = re.compile(r"[^A-Za-z0-9_]")
 
+# aiohttp's own limits for the request line and each header line, stated here so they hold.
+MAX_LINE_BYTES = 8190
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """How long and how many: a slow or idle client cannot hold a connection for long."""
+
+    # From connecting, or from the last answer on a kept-alive connection, to a request's
+    # complete head; an idle connection is closed after as long.
+    header_timeout_s: float = 5.0
+    body_timeout_s: float = 5.0  # from the complete head to the complete body
+    # After refusing a request with its body unread, how long to read and drop the rest (so
+    # the client sees the answer, not a reset) before closing.
+    linger_s: float = 2.0
+    max_connections: int = 100
+
+
 _ANSWER: web.AppKey[SlashAnswer] = web.AppKey("slash_answer")
 _VERIFY: web.AppKey[RequestCheck] = web.AppKey("verify_request")
 _READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
 _METRICS: web.AppKey[MetricsText] = web.AppKey("metrics")
 _REJECTIONS: web.AppKey[RejectionLog] = web.AppKey("rejections")
+_LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits")
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -84,7 +108,13 @@ async def _slack_commands(request: web.Request) -> web.Response:
 
 async def _slack_command(request: web.Request) -> web.Response:
     try:
-        body = await request.read()
+        async with asyncio.timeout(request.app[_LIMITS].body_timeout_s):
+            body = await request.read()
+    except TimeoutError:
+        request.app[_REJECTIONS].refuse(Rejection.SLOW_BODY)
+        slow = web.Response(status=408, text="request body too slow")
+        slow.force_close()
+        return slow
     except web.HTTPRequestEntityTooLarge:
         request.app[_REJECTIONS].refuse(Rejection.BODY_TOO_LARGE)
         return web.Response(status=413, text="request body too large")
@@ -134,12 +164,15 @@ def create_app(
     readiness: ReadinessCheck | None = None,
     metrics: MetricsText | None = None,
     rejections: RejectionLog | None = None,
+    limits: HttpLimits | None = None,
 ) -> web.Application:
     """The routes: `/healthz` and `/readyz` always, `/metrics` when given the metrics,
     `/slack/commands` when given a handler (which then needs the request check). Refused
-    requests go to `rejections` (by default only logged, a line per reason a minute)."""
+    requests go to `rejections` (by default only logged, a line per reason a minute); the
+    server keeps to `limits`."""
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[_REJECTIONS] = rejections or RejectionLog()
+    app[_LIMITS] = limits or HttpLimits()
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     if readiness is not None:
@@ -165,10 +198,31 @@ class HttpServer:
 
     @classmethod
     async def start(cls, app: web.Application, host: str, port: int) -> HttpServer:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=3.0)
+        """Serve `app` (from `create_app`) within its limits."""
+        limits = app[_LIMITS]
+        rejections = app[_REJECTIONS]
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=3.0,
+            # aiohttp has no header timeout of its own, but its keep-alive timer is one: it
+            # runs from connecting and from each answer, and closes the connection when no
+            # complete request head has come by then (a trickled head as much as none).
+            keepalive_timeout=limits.header_timeout_s,
+            lingering_time=limits.linger_s,
+            max_line_size=MAX_LINE_BYTES,
+            max_field_size=MAX_LINE_BYTES,
+        )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, host, port)
+            site = CappedTCPSite(
+                runner,
+                host,
+                port,
+                max_connections=limits.max_connections,
+                on_refused=lambda: rejections.refuse(Rejection.TOO_MANY_CONNECTIONS),
+            )
             await site.start()
         except OSError as exc:
             await runner.cleanup()
