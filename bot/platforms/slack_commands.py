@@ -40,6 +40,7 @@ from bot.platforms.slack import (
 from bot.rejections import Rejection
 from bot.render import RenderStyle, render_slack_compact
 from bot.render.common import trim_text, utf16_len
+from bot.render.slack import escape_entities as escape
 from bot.replay import RecentSignatures
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,6 @@ def parse_command_text(text: str) -> Request:
 # --- rendering: replies as Block Kit ------------------------------------------------------
 
 
-def escape(text: str) -> str:
-    """Our reply texts quote what users typed: defuse `<!channel>`, `<@U…>` and links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _chunks(text: str) -> list[str]:
     """Lines grouped into pieces that fit a section (3000 characters, counted as Slack does)."""
     pieces: list[str] = []
@@ -237,7 +233,10 @@ def text_reply(mrkdwn: str, response_type: ResponseType = PRIVATE) -> dict[str, 
 
 
 def usage_reply(problem: str | None = None) -> dict[str, Any]:
-    return text_reply(f"{escape(problem)}\n\n{USAGE}" if problem else USAGE)
+    # Every text we send is escaped: `<topic>` would be read as a link, a user's `<!channel>`
+    # as a mention.
+    usage = escape(USAGE)
+    return text_reply(f"{escape(problem)}\n\n{usage}" if problem else usage)
 
 
 def news_reply(reply: NewsReply, style: RenderStyle) -> dict[str, Any]:
