@@ -1,65 +1,25 @@
-"""In-process metrics, rendered in the Prometheus text format by the HTTP server's /metrics.
+"""In-process metrics, exposed in the Prometheus text format by the HTTP server's /metrics.
 
-Small on purpose: counters and a latency histogram that the worker and the deliverer update,
-plus gauges read from the state at scrape time. No client library is needed for this much.
+`Metrics` is the small object the worker and the deliverer update. It keeps prometheus_client's
+counters and histogram in a registry of its own (never the library's global one, so two bots
+or tests in one process count apart); the gauges are read from the state at each scrape.
 """
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bot.rejections import Rejection
 
 # Send latency buckets, seconds: from a local print to a platform's slow answer.
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
-    return "{" + inner + "}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-@dataclass
-class Histogram:
-    buckets: tuple[float, ...] = LATENCY_BUCKETS_S
-    counts: list[int] = field(default_factory=list)
-    total: float = 0.0
-    count: int = 0
-
-    def __post_init__(self) -> None:
-        self.counts = [0] * len(self.buckets)
-
-    def observe(self, value: float) -> None:
-        index = bisect.bisect_left(self.buckets, value)
-        if index < len(self.counts):
-            self.counts[index] += 1
-        self.total += value
-        self.count += 1
-
-
-@dataclass
-class Metrics:
-    """What the running bot counts. One instance, passed in to whoever counts."""
-
-    articles_parsed: int = 0
-    bad_files: int = 0
-    rate_limited: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    outcomes: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    send_latency: dict[str, Histogram] = field(default_factory=dict)
-
-    def observe_send(self, platform: str, outcome: str, latency_s: float) -> None:
-        self.outcomes[(platform, outcome)] += 1
-        self.send_latency.setdefault(platform, Histogram()).observe(latency_s)
-
-    def count_rate_limit(self, platform: str) -> None:
-        self.rate_limited[platform] += 1
+# What `generate_latest` writes: Prometheus' classic text format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,68 +32,93 @@ class StateGauges:
     heartbeat_age_s: float
 
 
+class _StateCollector(Collector):
+    """The gauges of the latest scrape's `StateGauges`: a state with no rows left disappears
+    instead of staying at its last value."""
+
+    def __init__(self) -> None:
+        self.latest: StateGauges | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        gauges = self.latest
+        if gauges is None:
+            return
+        deliveries = GaugeMetricFamily(
+            "newsbot_deliveries", "Outbox rows by platform and state.",
+            labels=("platform", "state"),
+        )
+        for (platform, state), rows in sorted(gauges.deliveries.items()):
+            deliveries.add_metric((platform, state), rows)
+        yield deliveries
+        yield GaugeMetricFamily(
+            "newsbot_parked_subscriptions",
+            "Subscriptions paused because their channel refused us.",
+            value=gauges.parked_subscriptions,
+        )
+        yield GaugeMetricFamily(
+            "newsbot_store_lag_seconds",
+            "Age of the newest store change not yet processed (0 when caught up).",
+            value=gauges.store_lag_s,
+        )
+        yield GaugeMetricFamily(
+            "newsbot_heartbeat_age_seconds", "Seconds since the worker last made progress.",
+            value=gauges.heartbeat_age_s,
+        )
+
+
+class Metrics:
+    """What the running bot counts. One instance, passed in to whoever counts."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self._parsed = Counter(
+            "newsbot_articles_parsed_total", "Article files parsed successfully.",
+            registry=registry,
+        )
+        self._bad_files = Counter(
+            "newsbot_bad_files_total", "Article files rejected, with a reason logged.",
+            registry=registry,
+        )
+        self._outcomes = Counter(
+            "newsbot_delivery_outcomes_total", "Send attempts by platform and outcome.",
+            ("outcome", "platform"), registry=registry,
+        )
+        self._rate_limited = Counter(
+            "newsbot_rate_limited_total", "429 answers by platform.", ("platform",),
+            registry=registry,
+        )
+        self._send_latency = Histogram(
+            "newsbot_send_latency_seconds", "Time a platform took to accept a post.",
+            ("platform",), buckets=LATENCY_BUCKETS_S, registry=registry,
+        )
+        self._rejected = Counter(
+            "newsbot_http_rejected_total", "HTTP requests refused, by reason.", ("reason",),
+            registry=registry,
+        )
+        for reason in Rejection:  # every reason from 0, so that a rate can be taken at once
+            self._rejected.labels(reason=reason.value)
+        self._state = _StateCollector()
+        registry.register(self._state)
+
+    def count_parsed(self, files: int = 1) -> None:
+        self._parsed.inc(files)
+
+    def count_bad_file(self) -> None:
+        self._bad_files.inc()
+
+    def observe_send(self, platform: str, outcome: str, latency_s: float) -> None:
+        self._outcomes.labels(outcome=outcome, platform=platform).inc()
+        self._send_latency.labels(platform=platform).observe(latency_s)
+
+    def count_rate_limit(self, platform: str) -> None:
+        self._rate_limited.labels(platform=platform).inc()
+
+    def count_rejection(self, reason: Rejection) -> None:
+        self._rejected.labels(reason=reason.value).inc()
+
+
 def render_prometheus(metrics: Metrics, gauges: StateGauges) -> str:
-    lines: list[str] = []
-
-    def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
-
-    family(
-        "newsbot_articles_parsed_total", "counter", "Article files parsed successfully.",
-        [("", metrics.articles_parsed)],
-    )
-    family(
-        "newsbot_bad_files_total", "counter", "Article files rejected, with a reason logged.",
-        [("", metrics.bad_files)],
-    )
-    family(
-        "newsbot_delivery_outcomes_total", "counter", "Send attempts by platform and outcome.",
-        [
-            (_labels({"platform": p, "outcome": o}), n)
-            for (p, o), n in sorted(metrics.outcomes.items())
-        ],
-    )
-    family(
-        "newsbot_rate_limited_total", "counter", "429 answers by platform.",
-        [(_labels({"platform": p}), n) for p, n in sorted(metrics.rate_limited.items())],
-    )
-    family(
-        "newsbot_deliveries", "gauge", "Outbox rows by platform and state.",
-        [
-            (_labels({"platform": p, "state": s}), n)
-            for (p, s), n in sorted(gauges.deliveries.items())
-        ],
-    )
-    family(
-        "newsbot_parked_subscriptions", "gauge",
-        "Subscriptions paused because their channel refused us.",
-        [("", gauges.parked_subscriptions)],
-    )
-    family(
-        "newsbot_store_lag_seconds", "gauge",
-        "Age of the newest store change not yet processed (0 when caught up).",
-        [("", gauges.store_lag_s)],
-    )
-    family(
-        "newsbot_heartbeat_age_seconds", "gauge", "Seconds since the worker last made progress.",
-        [("", gauges.heartbeat_age_s)],
-    )
-    lines.append("# HELP newsbot_send_latency_seconds Time a platform took to accept a post.")
-    lines.append("# TYPE newsbot_send_latency_seconds histogram")
-    for platform, hist in sorted(metrics.send_latency.items()):
-        cumulative = 0
-        for bound, count in zip(hist.buckets, hist.counts, strict=True):
-            cumulative += count
-            labels = _labels({"platform": platform, "le": f"{bound:g}"})
-            lines.append(f"newsbot_send_latency_seconds_bucket{labels} {cumulative}")
-        labels = _labels({"platform": platform, "le": "+Inf"})
-        lines.append(f"newsbot_send_latency_seconds_bucket{labels} {hist.count}")
-        lines.append(
-            f"newsbot_send_latency_seconds_sum{_labels({'platform': platform})} {hist.total:g}"
-        )
-        lines.append(
-            f"newsbot_send_latency_seconds_count{_labels({'platform': platform})} {hist.count}"
-        )
-    return "\n".join(lines) + "\n"
+    """Everything `metrics` counts, and `gauges` as the state's figures, in the text format."""
+    metrics._state.latest = gauges  # read at once below: no scrape sees another's figures
+    return generate_latest(metrics.registry).decode("utf-8")

@@ -96,6 +96,7 @@ async def _start_slack_commands(
 async def _start_http(
     parts: Parts, slash: object | None, stack: contextlib.AsyncExitStack
 ) -> RunningBot:
+    from bot.rejections import RejectionLog
     from bot.web import HttpServer, create_app
 
     async def readiness() -> dict[str, bool]:
@@ -129,7 +130,11 @@ async def _start_http(
         check = request_check(signing_secret(parts.environ), parts.clock)
         answer = slash.answer
     app = create_app(
-        slash_answer=answer, verify_request=check, readiness=readiness, metrics=metrics_text
+        slash_answer=answer,
+        verify_request=check,
+        readiness=readiness,
+        metrics=metrics_text,
+        rejections=RejectionLog(parts.metrics.count_rejection, parts.clock),
     )
     server = await HttpServer.start(app, parts.config.http.host, parts.config.http.port)
     stack.push_async_callback(server.aclose)

@@ -228,10 +228,10 @@ class Worker:
             for outcome in outcomes:
                 self._index[outcome.path] = outcome.stamp
                 if outcome.error is not None:
-                    self.metrics.bad_files += 1
+                    self.metrics.count_bad_file()
                     log.warning("bad article file %s: %s", outcome.path, outcome.error)
                 else:
-                    self.metrics.articles_parsed += 1
+                    self.metrics.count_parsed()
             if report.deliveries:
                 self._scheduler.notify()
         if baseline and not stopped:

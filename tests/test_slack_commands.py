@@ -4,7 +4,8 @@ channel, and the 3-second budget, on a real SQLite state and the real slack_sdk 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import re
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from bot.platforms.slack_commands import (
     Unsubscribe,
     parse_command_text,
     text_reply,
+    usage_reply,
     users_info_lookup,
 )
 from bot.render import RenderStyle
@@ -411,3 +413,67 @@ async def test_socket_mode_recovers_from_a_spent_url(
         receiver._connect = connecting
         await receiver.aclose()
     assert len(fake.calls("apps.connections.open")) == 1  # the fresh URL, after the spent one
+
+
+# --- every reply is valid mrkdwn: `&`, `<` and `>` escaped but in Slack syntax we write ---------
+
+# Our own `<…>`: a link `<https://…|label>` and a date `<!date^epoch^format|fallback>`.
+OUR_SYNTAX = re.compile(r"<(?:https?://[^<>|\s]+\|[^<>]*|!date\^\d+\^[^<>|]*\|[^<>]*)>")
+BARE_AMPERSAND = re.compile(r"&(?!amp;|lt;|gt;)")
+
+
+def mrkdwn_texts(node: object) -> Iterator[str]:
+    """The top-level fallback `text` and every mrkdwn text object, anywhere in a payload."""
+    if isinstance(node, dict):
+        if node.get("type") == "mrkdwn" or "response_type" in node:
+            text = node.get("text")
+            if isinstance(text, str):
+                yield text
+        for value in node.values():
+            yield from mrkdwn_texts(value)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from mrkdwn_texts(item)
+
+
+def assert_escaped(payload: dict[str, Any]) -> None:
+    texts = list(mrkdwn_texts(payload))
+    assert texts
+    for text in texts:
+        ours_removed = OUR_SYNTAX.sub("", text)
+        assert "<" not in ours_removed and ">" not in ours_removed, text
+        assert not BARE_AMPERSAND.search(ours_removed), text
+
+
+async def test_every_reply_escapes_what_slack_would_read_as_markup(
+    state: State, clock: FakeClock, tmp_path: Path
+) -> None:
+    hostile = (
+        '---\ntitle: "AT&T <b>bold</b> & <!here> <@U0BOSS>"\nwebUrl: https://example.com/h?a=1&b=2\n'
+        'quality: 80\npublishedDateTime: 2026-11-05T08:00:00Z\ntopics: ["AI"]\n'
+        'excerpt: "x < y > z & <https://evil.example|click>"\n---\n'
+    )
+    await state.record_files(
+        [FileOutcome("h.md", FileStamp(len(hostile), 9),
+                     article=parse_article(hostile.encode(), "h.md"))]
+    )
+    handler = handler_for(state, clock)
+    texts = [
+        "", "help", "subscribe", "unsubscribe", "list everything", "topics AI", "AI 2.5",
+        '"Web 3" soon', 'subscribe ""', "ai", "AI 50", "ai " + "7" * 5000, "Robotic",
+        "<!channel> &lt;@U0BOSS&gt; & co", "subscribe a&lt;b&gt;&amp;c", "subscribe AI",
+        "list", "topics", "unsubscribe AI", "unsubscribe AI", "x" * 300,
+    ]
+    for text in texts:
+        assert_escaped(await handler.answer(form(text)))
+    for problem in ("`<x>` & more", "plain"):
+        assert_escaped(usage_reply(problem))
+    refusing = handler_for(state, clock, ManagePolicy("users", ("U0BOSS",), None, clock))
+    assert_escaped(await refusing.answer(form("subscribe AI")))
+    slow = handler_for(state, clock, ack_budget_s=0.0)
+    assert_escaped(await slow.answer(form("help")))  # "working on it"
+    await slow.aclose()
+    broken_state = await State.open(tmp_path / "closed.db", clock)
+    broken = handler_for(broken_state, clock)
+    await broken_state.aclose()
+    assert_escaped(await broken.answer(form("AI")))  # "failed on our side"

@@ -341,6 +341,14 @@ async def test_forged_and_stale_commands_get_401_and_change_nothing(
         for attempt in (forged, stale, tampered, unsigned, garbage_ts):
             status, _ = await post_command(bot.http_port, *attempt)
             assert status == 401
+        async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{bot.http_port}/metrics"
+        ) as scraped:
+            metrics = await scraped.text()
+        for reason, count in (
+            ("bad_signature", 2), ("stale", 1), ("missing_headers", 1), ("malformed", 1)
+        ):
+            assert f'newsbot_http_rejected_total{{reason="{reason}"}} {count}.0' in metrics
         # A proper request in the same channel shows nothing was subscribed.
         status, listed = await post_command(
             bot.http_port, *fake.sign(fake.slash_command_form("/news", "list", channel_id=NEWS))

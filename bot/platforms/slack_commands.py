@@ -37,8 +37,11 @@ from bot.platforms.slack import (
     quiet_sdk_logger,
     web_client,
 )
+from bot.rejections import Rejection
 from bot.render import RenderStyle, render_slack_compact
 from bot.render.common import trim_text, utf16_len
+from bot.render.slack import escape_entities as escape
+from bot.replay import RecentSignatures
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,7 @@ _NO_ARGUMENTS: dict[str, Request] = {
     "topics": ShowTopics(),
 }
 _ALIASES = {"subscriptions": "list", "sub": "subscribe", "unsub": "unsubscribe"}
+_MAX_COUNT_DIGITS = 6
 
 
 def unescape_command_text(text: str) -> str:
@@ -180,17 +184,14 @@ def parse_command_text(text: str) -> Request:
         return BadInput("Give a topic, for example `/news AI`.")
     if number is None:
         return FindNews(topic)
-    if not number.lstrip("+").isdigit():
+    digits = number.lstrip("+")
+    # Length first: `int()` refuses more than 4,300 digits, and no count needs more than a few.
+    if len(digits) > _MAX_COUNT_DIGITS or not digits.isdigit():
         return BadInput(f"The count must be a whole number from 1 to {MAX_NEWS_COUNT}.")
-    return FindNews(topic, int(number))
+    return FindNews(topic, int(digits))
 
 
 # --- rendering: replies as Block Kit ------------------------------------------------------
-
-
-def escape(text: str) -> str:
-    """Our reply texts quote what users typed: defuse `<!channel>`, `<@U…>` and links."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _chunks(text: str) -> list[str]:
@@ -232,7 +233,10 @@ def text_reply(mrkdwn: str, response_type: ResponseType = PRIVATE) -> dict[str, 
 
 
 def usage_reply(problem: str | None = None) -> dict[str, Any]:
-    return text_reply(f"{escape(problem)}\n\n{USAGE}" if problem else USAGE)
+    # Every text we send is escaped: `<topic>` would be read as a link, a user's `<!channel>`
+    # as a mention.
+    usage = escape(USAGE)
+    return text_reply(f"{escape(problem)}\n\n{usage}" if problem else usage)
 
 
 def news_reply(reply: NewsReply, style: RenderStyle) -> dict[str, Any]:
@@ -385,14 +389,14 @@ class SlackCommands:
 
     async def reply(self, form: Mapping[str, str]) -> dict[str, Any]:
         """The reply payload for one command; never raises (a bug answers politely)."""
-        request = parse_command_text(form.get("text", ""))
         channel = form.get("channel_id", "")
         user_id = form.get("user_id", "")
-        log.info(
-            "slack command user=%s channel=%s request=%s",
-            user_id, channel, type(request).__name__,
-        )
         try:
+            request = parse_command_text(form.get("text", ""))
+            log.info(
+                "slack command user=%s channel=%s request=%s",
+                user_id, channel, type(request).__name__,
+            )
             return await self._dispatch(request, channel, user_id)
         except Exception:
             log.exception("slack: the /news command failed")
@@ -458,19 +462,47 @@ class _VerifierClock(SignatureClock):
         return self._clock.time()
 
 
-def request_check(signing_secret: str, clock: Clock) -> Callable[[bytes, Mapping[str, str]], bool]:
-    """Whether a raw request body and its headers are signed by Slack with `signing_secret`
-    (HMAC-SHA256, compared in constant time) and at most 5 minutes old."""
-    verifier = SignatureVerifier(signing_secret, clock=_VerifierClock(clock))
+# Slack's timestamp is epoch seconds in ASCII digits and its signature `v0=` + 64 lowercase hex
+# digits. Anything else is refused before the verifier sees it: it would raise on a timestamp
+# `int()` refuses (5,000 digits) or on a non-ASCII signature, and `str.isdigit` accepts `²`.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
+SIGNATURE_MAX_AGE_S = 300
 
-    def is_from_slack(body: bytes, headers: Mapping[str, str]) -> bool:
+
+def request_check(
+    signing_secret: str, clock: Clock, recent: RecentSignatures | None = None
+) -> Callable[[bytes, Mapping[str, str]], Rejection | None]:
+    """Why a raw request body and its headers are not a command signed by Slack with
+    `signing_secret` (HMAC-SHA256, compared in constant time) within 5 minutes of now, and not
+    seen before; None when they are."""
+    verifier = SignatureVerifier(signing_secret, clock=_VerifierClock(clock))
+    seen_before = recent if recent is not None else RecentSignatures(SIGNATURE_MAX_AGE_S)
+
+    def refusal(body: bytes, headers: Mapping[str, str]) -> Rejection | None:
         timestamp = headers.get("X-Slack-Request-Timestamp")
         signature = headers.get("X-Slack-Signature")
-        if not timestamp or not signature or not timestamp.strip().isdigit():
-            return False  # the verifier would raise on a timestamp that is not a number
-        return verifier.is_valid(body=body, timestamp=timestamp.strip(), signature=signature)
+        if timestamp is None or signature is None:
+            return Rejection.MISSING_HEADERS
+        if not _TIMESTAMP.fullmatch(timestamp) or not _SIGNATURE.fullmatch(signature):
+            return Rejection.MALFORMED
+        try:
+            body.decode("utf-8")  # Slack's forms are ASCII; the verifier decodes the body
+        except UnicodeDecodeError:
+            return Rejection.MALFORMED
+        if abs(clock.time() - int(timestamp)) > SIGNATURE_MAX_AGE_S:
+            return Rejection.STALE
+        if not verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+            return Rejection.BAD_SIGNATURE
+        # Slack never resends a slash command, so the same signature twice is a replay.
+        seen = seen_before.remember(signature, int(timestamp), clock.time())
+        if seen == "repeat":
+            return Rejection.REPLAY
+        if seen == "full":
+            return Rejection.TOO_MANY_RECENT
+        return None
 
-    return is_from_slack
+    return refusal
 
 
 def signing_secret(environ: Mapping[str, str]) -> str:

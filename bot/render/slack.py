@@ -61,9 +61,15 @@ _FORMATTING = re.compile(r"[*_~`]")
 _MASS_MENTION = re.compile(r"@(?=channel|here|everyone)", re.IGNORECASE)
 
 
+def escape_entities(text: str) -> str:
+    """`&`, `<` and `>` as Slack's text rules require: literal text, never a link, mention or
+    `<!channel>`. Enough for our own words; article text needs `escape_mrkdwn`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def escape_mrkdwn(text: str) -> str:
     """Article text made inert in Slack mrkdwn (and in the fallback `text`)."""
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = escape_entities(text)
     # A zero-width space on each side: the character shows, but is never at a word boundary,
     # which is where Slack's `*bold*`, `_italic_`, `~strike~` and `code` start and end.
     text = _FORMATTING.sub(lambda m: f"{ZWSP}{m.group()}{ZWSP}", text)
