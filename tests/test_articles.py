@@ -23,6 +23,7 @@ from bot.articles import (
     article_to_dict,
     parse_article,
 )
+from bot.store import FileOutcome, read_file
 from bot.urls import normalize_url
 
 SEED = "000_9b0c7d64d6b1f023.txt"
@@ -444,7 +445,7 @@ BAD_CASES: list[tuple[str, bytes, tuple[str, ...]]] = [
         # The alias count scans tokens first: it must report the syntax error, not crash.
         "alias_then_syntax_error",
         (GOOD + 'x: &a 1\ny: *a\nz: "unterminated\n---\n').encode(),
-        ("YAML syntax error", "line 7"),
+        ("YAML syntax error", "line 6", "never closed"),
     ),
     ("undefined_alias", (GOOD + "y: *nowhere\n---\n").encode(), ("YAML syntax error", "alias")),
 ]
@@ -463,6 +464,51 @@ def test_bad_input_is_an_article_error(name: str, data: bytes, fragments: tuple[
     for fragment in fragments:
         assert fragment in error.reason, error.reason
     assert len(error.reason) > 15
+
+
+# Where an editor puts the cursor for a YAML error: the file's own line and column (1-based),
+# counting the opening `---` as line 1.
+YAML_ERROR_POSITIONS = [
+    # A quote opened on line 2 and never closed: PyYAML notices only at the end of the front
+    # matter (line 8), but the mistake is the quote at line 2, column 8.
+    (
+        "unclosed-quote.md",
+        '---\ntitle: "Broken\nwebUrl: https://e.com/\nquality: 5\ntopics:\n  - AI\n'
+        "excerpt: x\n---\n",
+        "line 2, column 8",
+        "never closed",
+    ),
+    ("colon.md", "---\ntitle: a: b\nwebUrl: https://e.com/\n---\n", "line 2, column 9", ""),
+    # Found on line 4, and the unclosed `[` it belongs to is named too.
+    (
+        "flow.md",
+        "---\ntitle: T\ntopics: [AI, ML\nwebUrl: https://e.com/\n---\n",
+        "line 4, column 7",
+        "flow sequence that starts at line 3, column 9",
+    ),
+    # A byte-order mark and CRLF line ends move nothing.
+    (
+        "bom-crlf.md",
+        '\ufeff---\r\ntitle: T\r\nexcerpt: "open\r\n---\r\n',
+        "line 3, column 10",
+        "never closed",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where", "also"),
+    YAML_ERROR_POSITIONS,
+    ids=[c[0] for c in YAML_ERROR_POSITIONS],
+)
+def test_a_yaml_error_names_the_line_and_column_in_the_file(
+    tmp_path: Path, name: str, text: str, where: str, also: str
+) -> None:
+    (tmp_path / name).write_bytes(text.encode("utf-8"))
+    outcome = read_file(tmp_path, name, 1 << 20, now_s=float("inf"))
+    assert isinstance(outcome, FileOutcome) and outcome.error is not None, outcome
+    assert outcome.error.startswith(f"YAML syntax error at {where}: "), outcome.error
+    assert also in outcome.error
 
 
 def test_python_tag_is_never_executed(tmp_path: Path) -> None:
