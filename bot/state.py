@@ -280,6 +280,12 @@ class State:
 
         await self._write(body)
 
+    async def delete_meta(self, key: str) -> None:
+        async def body(db: aiosqlite.Connection) -> None:
+            await db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+        await self._write(body)
+
     # --- the store index and articles -------------------------------------------------------
 
     async def load_file_index(self) -> dict[str, FileStamp]:

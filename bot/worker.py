@@ -13,7 +13,7 @@ from bot.articles import Article
 from bot.clock import Clock
 from bot.config import Config, SubscriptionSpec
 from bot.delivery import Deliverer
-from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY
+from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY, STOPPED_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
 from bot.state import IngestReport, RouteFn, State
@@ -269,7 +269,7 @@ class Worker:
         self._stop = stop
         rescan_needed = asyncio.Event()
         # The first beat before "watching" is logged: healthy from then on.
-        await self._state.set_meta(HEARTBEAT_KEY, repr(self._clock.time()))
+        await self._record_start()
         tasks = [
             asyncio.create_task(self._watch(stop, rescan_needed), name="watch"),
             asyncio.create_task(self._rescan_timer(stop, rescan_needed), name="rescan-timer"),
@@ -298,6 +298,18 @@ class Worker:
                 await asyncio.wait_for(delivery, STOP_GRACE_S)
             except TimeoutError:
                 log.warning("stopping with sends still in flight; they resume at next start")
+
+    async def _record_start(self) -> None:
+        await self._state.set_meta(HEARTBEAT_KEY, repr(self._clock.time()))
+        await self._state.delete_meta(STOPPED_KEY)
+
+    async def record_stop(self) -> None:
+        """A clean stop: `newsbot healthcheck` says so at once instead of waiting for the
+        heartbeat to grow stale."""
+        try:
+            await self._state.set_meta(STOPPED_KEY, repr(self._clock.time()))
+        except Exception:
+            log.exception("could not record the stop for the health check")
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Record that the worker is alive, for `newsbot healthcheck` in another process."""
