@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bot.printable import printable
 from bot.scan_cache import CachedDigest, DigestCache
 from bot.store import (
     SETTLE_S,
@@ -191,10 +192,12 @@ def _count(
 
 
 def format_report(report: StoreReport) -> str:
+    """The report for a terminal: names and reasons (which quote file contents) escaped."""
+    root = printable(report.root)
     if not report.root_exists:
-        return f"{report.root}: no such folder (check store.path or the PATH argument)\n"
+        return f"{root}: no such folder (check store.path or the PATH argument)\n"
     lines = [
-        f"{report.root}: {report.files} files, {report.articles} articles"
+        f"{root}: {report.files} files, {report.articles} articles"
         + (
             f" ({report.stories} distinct stories; {report.duplicates} "
             + ("file repeats" if report.duplicates == 1 else "files repeat")
@@ -206,7 +209,7 @@ def format_report(report: StoreReport) -> str:
         "",
         "topics:",
     ]
-    lines += [f"  {count:6}  {topic}" for topic, count in report.topics.most_common()]
+    lines += [f"  {count:6}  {printable(topic)}" for topic, count in report.topics.most_common()]
     lines += ["", "quality:"]
     lines += [f"  {report.quality.get(band, 0):6}  {band}" for band in _band_names()]
     if report.unscored:
@@ -217,8 +220,8 @@ def format_report(report: StoreReport) -> str:
         ]
     if report.bad:
         lines += ["", "bad files:"]
-        lines += [f"  {path}: {reason}" for path, reason in report.bad]
+        lines += [f"  {printable(path)}: {printable(reason)}" for path, reason in report.bad]
     if report.unsettled:
         lines += ["", "still being written (look again in a moment):"]
-        lines += [f"  {path}" for path in report.unsettled]
+        lines += [f"  {printable(path)}" for path in report.unsettled]
     return "\n".join(lines) + "\n"
