@@ -308,6 +308,85 @@ def test_unexpected_parser_failure_costs_one_file(
     assert results[1].article is None and "RecursionError" in results[1].error
 
 
+# --- read_file opens what the listing saw, never what a swapped link points at -----------------
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """An article file outside the store, which must never be ingested."""
+    return write(tmp_path, "outside/secret.md", article_text("secret"))
+
+
+def assert_not_ingested(result: object) -> None:
+    assert isinstance(result, FileOutcome | Unsettled), result
+    if isinstance(result, FileOutcome):
+        assert result.article is None or result.article.title != "Story secret", result
+
+
+def test_a_link_swapped_out_of_the_store_after_the_listing_is_not_followed(
+    tmp_path: Path, secret: Path, clock: FakeClock
+) -> None:
+    store = tmp_path / "store"
+    write(store, "archive/real.md", article_text("real"))
+    (store / "link.md").symlink_to("archive/real.md")
+    assert "link.md" in list_store(store).files  # checked: it points inside
+    swap = store / ".swap"
+    swap.symlink_to(secret)
+    os.replace(swap, store / "link.md")  # ...then used: it points outside
+    result = read_file(store, "link.md", MAX, clock.time())
+    assert_not_ingested(result)
+    assert isinstance(result, FileOutcome) and result.error is not None
+    assert "outside the store" in result.error and str(secret) in result.error
+
+
+def test_a_file_replaced_by_a_link_after_the_listing_is_not_followed(
+    tmp_path: Path, secret: Path, clock: FakeClock
+) -> None:
+    store = tmp_path / "store"
+    write(store, "a.md", article_text("a"))
+    assert "a.md" in list_store(store).files
+    swap = store / ".swap"
+    swap.symlink_to(secret)
+    os.replace(swap, store / "a.md")
+    assert_not_ingested(read_file(store, "a.md", MAX, clock.time()))
+
+
+def test_a_folder_replaced_by_a_link_after_the_listing_is_not_followed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = tmp_path / "store"
+    write(store, "sub/secret.md", article_text("a"))
+    assert "sub/secret.md" in list_store(store).files
+    write(tmp_path, "outside/secret.md", article_text("secret"))
+    os.rename(store / "sub", tmp_path / "moved-away")
+    (store / "sub").symlink_to(tmp_path / "outside")
+    assert_not_ingested(read_file(store, "sub/secret.md", MAX, clock.time()))
+
+
+def test_a_link_inside_the_store_is_still_read(tmp_path: Path, clock: FakeClock) -> None:
+    store = tmp_path / "store"
+    target = write(store, "archive/real.md", article_text("real"), age_s=60, clock=clock)
+    (store / "linked.md").symlink_to(target)  # absolute
+    write(store, "sub/keep.md", article_text("keep"), age_s=60, clock=clock)
+    (store / "sub" / "relative.md").symlink_to("../archive/real.md")
+    for rel in ("linked.md", "sub/relative.md"):
+        result = read_file(store, rel, MAX, clock.time())
+        assert isinstance(result, FileOutcome) and result.article is not None, result
+        assert result.article.title == "Story real"
+        assert result.stamp == FileStamp(target.stat().st_size, target.stat().st_mtime_ns)
+
+
+def test_a_fifo_swapped_in_after_the_listing_does_not_block(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    write(tmp_path, "a.md", article_text("a"))
+    assert "a.md" in list_store(tmp_path).files
+    os.remove(tmp_path / "a.md")
+    os.mkfifo(tmp_path / "a.md")  # opening it for reading without O_NONBLOCK would hang
+    result = read_file(tmp_path, "a.md", MAX, clock.time())
+    assert isinstance(result, FileOutcome) and result.error == "not a regular file"
+
+
 # --- parse_files ----------------------------------------------------------------------------------
 
 

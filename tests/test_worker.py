@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+import bot.worker as bot_worker
 from bot.config import Config, DatabaseConfig, StoreConfig, SubscriptionSpec
 from bot.delivery import Deliverer
 from bot.platforms.console import ConsoleNotifier
 from bot.render import RenderStyle
 from bot.state import DeliveryState, State
+from bot.store import Listing
 from bot.subscriptions import Subscription, SubscriptionSource
 from bot.worker import ScanSummary, Worker, summary_lines
 from tests.builders import store_file_text
@@ -256,6 +258,33 @@ async def test_bad_file_is_reported_once_until_it_changes(
         assert len(reports()) == 2
         assert "title" in reports()[1]
         assert await bot.state.bad_files() == [("bad.md", reports()[1].split(": ", 1)[1])]
+
+
+async def test_a_link_swapped_between_listing_and_reading_never_brings_in_the_outside(
+    tmp_path: Path, store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside.md"
+    outside.write_text(article_text("Secret from outside", "https://example.com/secret"))
+    async with started(make_config(tmp_path, TERMINAL), clock) as bot:
+        real = store.add("archive/real.md", "Real inside story")
+        (store.root / "link.md").symlink_to(real)
+        real_list_store = bot_worker.list_store
+
+        def list_then_swap(root: Path) -> Listing:
+            listing = real_list_store(root)  # the link is checked: it points inside...
+            swap = store.root / ".swap"
+            swap.symlink_to(outside)
+            os.replace(swap, store.root / "link.md")  # ...and swapped before it is read
+            return listing
+
+        monkeypatch.setattr(bot_worker, "list_store", list_then_swap)
+        printed = await bot.tick()
+        assert "Real inside story" in printed
+        assert "Secret from outside" not in printed
+        keys = [a.key for a in await bot.state.recent_articles(None, None, True, 100)]
+        assert "https://example.com/secret" not in keys
+        [(path, reason)] = await bot.state.bad_files()
+        assert path == "link.md" and "outside the store" in reason
 
 
 async def test_unchanged_rescan_parses_nothing(
