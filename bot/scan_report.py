@@ -53,6 +53,8 @@ def digest(result: ParseResult) -> Digest:
 @dataclass(slots=True)
 class StoreReport:
     root: str
+    # Every article file looked at (by name: suffix, not hidden), each counted once as an
+    # article, a bad file or one still being written.
     files: int = 0
     articles: int = 0  # article files that parsed; topics and quality count these
     stories: int = 0  # distinct stories among them (several files can carry one URL)
@@ -113,8 +115,12 @@ def scan_store(
     """Parse every file of the store (or, with a `cache`, every file that changed since the
     last scan) and report on them."""
     listing = list_store(root)
-    report = StoreReport(root=str(root), files=len(listing.files), root_exists=listing.root_exists)
-    report.bad.extend(listing.refused.items())
+    report = StoreReport(
+        root=str(root),
+        files=len(listing.files) + len(listing.refused),
+        root_exists=listing.root_exists,
+    )
+    report.bad.extend((p, refused.error or "refused") for p, refused in listing.refused.items())
     topic_names: dict[str, str] = {}
     seen: set[str] = set()
     changing: list[str] = []
@@ -197,7 +203,7 @@ def format_report(report: StoreReport) -> str:
     if not report.root_exists:
         return f"{root}: no such folder (check store.path or the PATH argument)\n"
     lines = [
-        f"{root}: {report.files} files, {report.articles} articles"
+        f"{root}: {report.files} article files: {report.articles} articles"
         + (
             f" ({report.stories} distinct stories; {report.duplicates} "
             + ("file repeats" if report.duplicates == 1 else "files repeat")
@@ -205,7 +211,8 @@ def format_report(report: StoreReport) -> str:
             if report.duplicates
             else ""
         )
-        + f", {len(report.bad)} bad",
+        + f", {len(report.bad)} bad"
+        + (f", {len(report.unsettled)} still being written" if report.unsettled else ""),
         "",
         "topics:",
     ]

@@ -489,9 +489,9 @@ class State:
         )
         return [(r["topic"], r["n"]) for r in rows]
 
-    async def unscored_count(self) -> int:
-        rows = await self._fetchall("SELECT COUNT(*) AS n FROM articles WHERE quality IS NULL")
-        return int(rows[0]["n"])
+    async def unscored_articles(self) -> list[Article]:
+        rows = await self._fetchall("SELECT payload FROM articles WHERE quality IS NULL")
+        return [article_from_dict(json.loads(r["payload"])) for r in rows]
 
     async def article_count(self) -> int:
         rows = await self._fetchall("SELECT COUNT(*) AS n FROM articles")

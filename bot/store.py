@@ -63,8 +63,10 @@ ParseResult = FileOutcome | Unsettled
 @dataclass(frozen=True, slots=True)
 class Listing:
     files: dict[str, FileStamp]
-    # Entries refused before parsing (a symlink out of the store), with their reasons.
-    refused: dict[str, str]
+    # Entries refused without being read (a symlink out of the store, a folder that cannot be
+    # read), as bad-file outcomes stamped with the entry itself: a refusal is remembered like a
+    # bad file, and reported again only when the entry changes.
+    refused: dict[str, FileOutcome]
     root_exists: bool
 
 
@@ -77,6 +79,15 @@ class Changes:
 def _is_candidate(name: str) -> bool:
     # Hidden names are editors' and importers' temporary files (written, then renamed in).
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in ARTICLE_SUFFIXES
+
+
+def _stamp_of(path: str) -> FileStamp:
+    """The entry's own stamp (a link's, not its target's): it changes when the entry does."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return FileStamp(0, 0)
+    return FileStamp(st.st_size, st.st_mtime_ns)
 
 
 def _link_refusal(real_root: str, link: str) -> str | None:
@@ -96,7 +107,10 @@ def _link_refusal(real_root: str, link: str) -> str | None:
 def list_store(root: Path) -> Listing:
     """Walk the store with scandir + stat: no file is opened."""
     files: dict[str, FileStamp] = {}
-    refused: dict[str, str] = {}
+    refused: dict[str, FileOutcome] = {}
+
+    def refuse(rel: str, path: str, reason: str) -> None:
+        refused[rel] = FileOutcome(rel, _stamp_of(path), error=reason)
     try:
         real_root = os.path.realpath(root)
         if not os.path.isdir(real_root):
@@ -109,7 +123,7 @@ def list_store(root: Path) -> Listing:
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            refused[prefix.rstrip("/") or "."] = f"cannot read this folder: {exc.strerror}"
+            refuse(prefix.rstrip("/") or ".", folder, f"cannot read this folder: {exc.strerror}")
             continue
         for entry in entries:
             rel = prefix + entry.name
@@ -123,7 +137,7 @@ def list_store(root: Path) -> Listing:
                 if entry.is_symlink():
                     reason = _link_refusal(real_root, entry.path)
                     if reason is not None:
-                        refused[rel] = reason
+                        refuse(rel, entry.path, reason)
                         continue
                     st = os.stat(entry.path)
                 else:
@@ -131,7 +145,7 @@ def list_store(root: Path) -> Listing:
             except FileNotFoundError:
                 continue  # gone between the listing and the stat: the next scan sees it
             except OSError as exc:
-                refused[rel] = f"cannot stat: {exc.strerror}"
+                refuse(rel, entry.path, f"cannot stat: {exc.strerror}")
                 continue
             # Only regular files: a FIFO or a linked folder named `x.md` would block or fail.
             if stat.S_ISREG(st.st_mode):
@@ -206,14 +220,6 @@ def _open_in_store(root: Path, rel: str) -> int:
 def _read(fd: int, size: int) -> bytes:
     with open(fd, "rb", closefd=False) as handle:
         return handle.read(size)
-
-
-def _stamp_of(path: str) -> FileStamp:
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return FileStamp(0, 0)
-    return FileStamp(st.st_size, st.st_mtime_ns)
 
 
 def read_file(

@@ -113,9 +113,10 @@ def test_symlink_out_of_the_store_is_refused_with_its_target(tmp_path: Path) -> 
     listing = list_store(store)
     assert list(listing.files) == ["good.md"]
     assert set(listing.refused) == {"escape.md", "dotdot.md"}
-    for reason in listing.refused.values():
-        assert str(outside) in reason
-        assert "outside the store" in reason
+    for refusal in listing.refused.values():
+        assert refusal.error is not None and refusal.article is None
+        assert str(outside) in refusal.error
+        assert "outside the store" in refusal.error
 
 
 def test_symlink_to_a_sibling_folder_with_a_common_prefix_is_outside(tmp_path: Path) -> None:
@@ -131,7 +132,10 @@ def test_dangling_symlink_is_refused_with_a_reason(tmp_path: Path) -> None:
     (tmp_path / "gone.md").symlink_to(tmp_path / "never-there.md")
     listing = list_store(tmp_path)
     assert listing.files == {}
-    assert "does not exist" in listing.refused["gone.md"]
+    assert "does not exist" in (listing.refused["gone.md"].error or "")
+    # Stamped with the link itself, so it is remembered until the link changes.
+    link = os.lstat(tmp_path / "gone.md")
+    assert listing.refused["gone.md"].stamp == FileStamp(link.st_size, link.st_mtime_ns)
 
 
 def test_entries_that_are_not_regular_files_are_skipped(tmp_path: Path) -> None:
@@ -461,7 +465,7 @@ def test_scan_report_counts_topics_quality_duplicates_and_bad_files(
 
     report = scan_store(store, MAX, parallel_threshold=1000, now_s=clock.time())
     assert report.root_exists
-    assert report.files == 7  # listed and parsed; the symlink out is refused before
+    assert report.files == 8  # each an article or a bad file (the symlink out is one)
     assert report.articles == 5  # every file that parsed
     assert report.stories == 4 and report.duplicates == 1
     assert report.unscored == 1
@@ -484,7 +488,7 @@ def test_scan_report_counts_topics_quality_duplicates_and_bad_files(
     assert sum(as_json["quality"].values()) == 5
 
     text = format_report(report)
-    assert "7 files, 5 articles" in text
+    assert "8 article files: 5 articles" in text
     for path in bad:
         assert f"  {path}: " in text
     assert "include_unscored = true" in text
@@ -566,6 +570,41 @@ def test_scan_of_the_corpus_in_process_and_pooled(corpus_dir: Path, clock: FakeC
     assert serial.bad == [] and serial.unsettled == []
     assert serial.topics["AI"] == 196
     assert sum(serial.quality.values()) == 196
+
+
+def test_scan_counts_add_up_and_say_what_they_count(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    for rel, text in {
+        "a.md": article_text("a"),
+        "b.md": article_text("b"),
+        "dup.md": article_text("b"),  # b's story again
+        "bad/one.md": "no front matter\n",
+        "bad/two.md": "---\ntitle: [x]\nwebUrl: https://e.com/\n---\n",
+        "changing.md": article_text("c"),
+    }.items():
+        write(store, rel, text, age_s=60, clock=clock)
+    (store / "out.md").symlink_to(write(tmp_path, "outside.md", article_text("o")))
+    (store / "gone.md").symlink_to(store / "missing.md")
+    real_open = builtins.open
+
+    def changing_whenever_read(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, mode, *args, **kwargs)
+        if os.path.samestat(os.fstat(handle.fileno()), os.stat(store / "changing.md")):
+            with real_open(store / "changing.md", "a", encoding="utf-8") as writer:
+                writer.write("x: y\n")
+        return handle
+
+    monkeypatch.setattr(bot.store, "open", changing_whenever_read, raising=False)
+    report = scan_store(store, MAX, parallel_threshold=1000, now_s=clock.time())
+    assert (report.articles, len(report.bad), len(report.unsettled)) == (3, 4, 1)
+    assert report.files == 8 == report.articles + len(report.bad) + len(report.unsettled)
+    assert report.to_json()["files"] == 8
+    assert format_report(report).splitlines()[0] == (
+        f"{store}: 8 article files: 3 articles (2 distinct stories; 1 file repeats a story), "
+        "4 bad, 1 still being written"
+    )
 
 
 def test_scan_of_a_missing_store(tmp_path: Path, clock: FakeClock) -> None:
