@@ -81,6 +81,25 @@ def _is_candidate(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in ARTICLE_SUFFIXES
 
 
+_NOT_UTF8 = (
+    "the name is not valid UTF-8 (shown with \\xNN for the bytes that are not): rename it; "
+    "a folder's files are read once it has a UTF-8 name"
+)
+
+
+def _storable(text: str) -> str:
+    """`text` as valid Unicode. A name that is not UTF-8 reaches Python with one surrogate
+    escape per stray byte, which neither SQLite nor a UTF-8 terminal accepts: each becomes
+    `\\xNN`."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 def _stamp_of(path: str) -> FileStamp:
     """The entry's own stamp (a link's, not its target's): it changes when the entry does."""
     try:
@@ -110,7 +129,8 @@ def list_store(root: Path) -> Listing:
     refused: dict[str, FileOutcome] = {}
 
     def refuse(rel: str, path: str, reason: str) -> None:
-        refused[rel] = FileOutcome(rel, _stamp_of(path), error=reason)
+        refused[rel] = FileOutcome(rel, _stamp_of(path), error=_storable(reason))
+
     try:
         real_root = os.path.realpath(root)
         if not os.path.isdir(real_root):
@@ -128,6 +148,12 @@ def list_store(root: Path) -> Listing:
         for entry in entries:
             rel = prefix + entry.name
             try:
+                if _storable(entry.name) != entry.name:
+                    if not entry.name.startswith(".") and (
+                        entry.is_dir(follow_symlinks=False) or _is_candidate(entry.name)
+                    ):
+                        refuse(_storable(rel), entry.path, _NOT_UTF8)
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     if not entry.name.startswith("."):
                         stack.append((entry.path, rel + "/"))
@@ -235,7 +261,7 @@ def read_file(
         return Unsettled(rel)  # gone, or changed since the listing: look again
     except _LinkOut as exc:
         # The link's own stamp, as the listing records a refused link: reported once.
-        return FileOutcome(rel, _stamp_of(full), error=exc.reason)
+        return FileOutcome(rel, _stamp_of(full), error=_storable(exc.reason))
     except OSError as exc:
         # With its real stamp, an unreadable file is reported once, not at every rescan.
         with contextlib.suppress(OSError):

@@ -148,6 +148,24 @@ def test_entries_that_are_not_regular_files_are_skipped(tmp_path: Path) -> None:
     assert listing.refused == {}
 
 
+def test_names_that_are_not_utf8_are_refused_under_a_printable_name(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "good.md", article_text("good"))
+    raw = os.fsencode(tmp_path)
+    with open(raw + b"/caf\xe9.md", "w", encoding="utf-8") as handle:
+        handle.write(article_text("latin-1 name"))
+    os.mkdir(raw + b"/d\xff")
+    with open(raw + b"/d\xff/a.md", "w", encoding="utf-8") as handle:
+        handle.write(article_text("in a latin-1 folder"))
+    listing = list_store(tmp_path)
+    assert list(listing.files) == ["good.md"]
+    assert sorted(listing.refused) == ["caf\\xe9.md", "d\\xff"]
+    for refusal in listing.refused.values():
+        refusal.path.encode("utf-8")  # storable and printable as it is
+        assert refusal.error is not None and "not valid UTF-8" in refusal.error
+
+
 def test_missing_root(tmp_path: Path) -> None:
     listing = list_store(tmp_path / "unmounted")
     assert not listing.root_exists

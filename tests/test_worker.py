@@ -380,6 +380,20 @@ async def test_the_backfill_counts_only_unscored_articles_it_would_have_taken(
         assert line.startswith("the backfill passed over 2 articles ")
 
 
+async def test_a_file_name_that_is_not_utf8_costs_only_that_file(
+    tmp_path: Path, store: Store, clock: FakeClock
+) -> None:
+    async with started(make_config(tmp_path, TERMINAL), clock) as bot:
+        store.add("good.md", "A good story")
+        with open(os.fsencode(store.root) + b"/caf\xe9.md", "w", encoding="utf-8") as handle:
+            handle.write(article_text("Named in Latin-1", "https://example.com/latin"))
+        printed = await bot.tick()
+        assert "A good story" in printed and "Named in Latin-1" not in printed
+        [(path, reason)] = await bot.state.bad_files()
+        assert path == "caf\\xe9.md" and "not valid UTF-8" in reason
+        assert (await bot.worker.scan()).bad_files == 0  # reported once
+
+
 async def test_unchanged_rescan_parses_nothing(
     tmp_path: Path, store: Store, clock: FakeClock
 ) -> None:
