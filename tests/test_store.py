@@ -197,9 +197,9 @@ def test_diff_new_changed_unchanged_removed() -> None:
     assert changes.removed == ["gone.md"]
 
 
-def test_diff_of_an_unchanged_store_is_empty(tmp_path: Path, corpus_dir: Path) -> None:
-    listing = list_store(corpus_dir)
-    changes = diff(listing.files, list_store(corpus_dir).files)
+def test_diff_of_an_unchanged_store_is_empty(tmp_path: Path, real_articles_dir: Path) -> None:
+    listing = list_store(real_articles_dir)
+    changes = diff(listing.files, list_store(real_articles_dir).files)
     assert changes.changed == [] and changes.removed == []
     assert diff({}, listing.files).changed == sorted(listing.files)
 
@@ -412,11 +412,11 @@ def test_a_fifo_swapped_in_after_the_listing_does_not_block(
 # --- parse_files ----------------------------------------------------------------------------------
 
 
-def corpus_store(tmp_path: Path, corpus_dir: Path, clock: FakeClock) -> Path:
-    """The corpus twice over (more than one batch), plus a few bad files, all settled."""
+def real_store(tmp_path: Path, articles: Path, copies: int, clock: FakeClock) -> Path:
+    """Real articles `copies` times over, plus a few bad files, all settled."""
     store = tmp_path / "store"
-    shutil.copytree(corpus_dir, store / "a")
-    shutil.copytree(corpus_dir, store / "b")
+    for copy in range(copies):
+        shutil.copytree(articles, store / f"copy-{copy}")
     write(store, "bad/no-front-matter.md", "title: x\n")
     write(store, "bad/utf8.md", b"---\ntitle: \xff\n---\n")
     write(store, "bad/half.md", "---\ntitle: x\n")
@@ -427,11 +427,13 @@ def corpus_store(tmp_path: Path, corpus_dir: Path, clock: FakeClock) -> Path:
 
 
 def test_pool_and_in_process_give_the_same_results(
-    tmp_path: Path, corpus_dir: Path, clock: FakeClock
+    tmp_path: Path, real_articles_dir: Path, clock: FakeClock
 ) -> None:
-    store = corpus_store(tmp_path, corpus_dir, clock)
+    per_copy = len(list(real_articles_dir.iterdir()))
+    copies = -(-300 // per_copy)  # more than one batch (200 files), to cross the pool
+    store = real_store(tmp_path, real_articles_dir, copies, clock)
     rels = sorted(list_store(store).files)
-    assert len(rels) == 2 * 196 + 3
+    assert len(rels) == copies * per_copy + 3
     serial_batches = list(parse_files(store, rels, MAX, clock.time(), parallel_threshold=10**9))
     pooled_batches = list(
         parse_files(store, rels, MAX, clock.time(), parallel_threshold=1, workers=2)
@@ -441,7 +443,7 @@ def test_pool_and_in_process_give_the_same_results(
     pooled = [r for batch in pooled_batches for r in batch]
     assert [r.path for r in serial] == rels  # in the order asked
     assert pooled == serial
-    assert sum(r.article is not None for r in serial) == 2 * 196
+    assert sum(r.article is not None for r in serial) == copies * per_copy
     assert sorted(r.path for r in serial if r.error) == [
         "bad/half.md", "bad/no-front-matter.md", "bad/utf8.md",
     ]  # fmt: skip
