@@ -217,7 +217,7 @@ def test_unscored_article_with_different_original_url(sample_dir: Path) -> None:
     assert a.title == "Becker's Health IT and CIO Report E-Newsletter"
     assert a.quality is None and not a.is_scored
     assert a.heat is None and a.published is None
-    # webUrl wins over originalUrl as the story's identity (architecture.md).
+    # webUrl wins over originalUrl as the story's identity (docs/article-format.md).
     assert a.web_url == "https://www.pwc.com/us/en/tech-effect/ai-analytics/ai-predictions.html"
     assert a.key == a.web_url
     assert a.original_url == (
