@@ -120,6 +120,7 @@ async def run_bot(
                 if on_ready is not None:
                     on_ready(running)
                 await worker.run(stop)
+            await worker.record_stop()
             log.info("stopped cleanly")
             return 0
         finally:

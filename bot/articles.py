@@ -260,11 +260,9 @@ def _load_yaml(block: str, hollow: frozenset[str] = frozenset()) -> Any:
             "strings, numbers, dates, lists and mappings"
         ) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 2}, column {mark.column + 1}" if mark else ""
         raise _Invalid(
-            f"YAML syntax error{where}: {exc.problem or exc}; quote values that contain ': ' "
-            "or start with a special character"
+            f"{_syntax_error(exc, block)}; quote values that contain ': ' or start with a "
+            "special character"
         ) from None
     except yaml.reader.ReaderError as exc:
         line = block.count("\n", 0, max(exc.position, 0)) + 2
@@ -276,6 +274,33 @@ def _load_yaml(block: str, hollow: frozenset[str] = frozenset()) -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise _Invalid(f"YAML error: {exc}") from None
+
+
+def _file_position(mark: yaml.Mark) -> str:
+    # Marks count from 0 within the front matter; an editor counts from 1 within the file,
+    # whose line 1 is the opening `---`.
+    return f"line {mark.line + 2}, column {mark.column + 1}"
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, block: str) -> str:
+    """Where the mistake is, as an editor shows it. PyYAML notices an unclosed quote or
+    bracket only where the front matter ends; then the place it was opened is the one to fix."""
+    problem = (exc.problem or "invalid YAML").strip()
+    mark, start = exc.problem_mark, exc.context_mark
+    what = (exc.context or "").removeprefix("while scanning ").removeprefix("while parsing ")
+    if mark is None:
+        return f"YAML syntax error: {problem}"
+    if start is None or not what or (start.line, start.column) == (mark.line, mark.column):
+        return f"YAML syntax error at {_file_position(mark)}: {problem}"
+    if mark.index >= len(block.rstrip()):
+        return (
+            f"YAML syntax error at {_file_position(start)}: {what} that is never closed "
+            f"({problem} at the end of the front matter)"
+        )
+    return (
+        f"YAML syntax error at {_file_position(mark)}: {problem} (in {what} that starts at "
+        f"{_file_position(start)})"
+    )
 
 
 # --- field validation ---------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -13,6 +12,7 @@ from typing import TextIO
 
 from bot.config import PLATFORMS, Config, ConfigError, SubscriptionSpec, find_config
 from bot.logs import configure_logging
+from bot.printable import json_text, printable
 
 log = logging.getLogger("bot")
 
@@ -168,7 +168,7 @@ def _scan(config: Config, path: str | None, as_json: bool, use_cache: bool, out:
         if cache is not None:
             cache.close()
     if as_json:
-        out.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
+        out.write(json_text(report.to_json()) + "\n")
     else:
         out.write(format_report(report))
     return 0 if report.root_exists else 1
@@ -223,7 +223,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 out.write("no subscriptions\n")
             for s in subs:
                 parked = f"  [parked: {s.parked_reason}]" if s.parked_reason else ""
-                out.write(f"{s.id:4}  {s.describe()}  ({s.source}){parked}\n")
+                out.write(printable(f"{s.id:4}  {s.describe()}  ({s.source}){parked}") + "\n")
             return 0
         if args.action == "add":
             spec = SubscriptionSpec(
@@ -245,7 +245,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 is Verdict.DELIVER,
             )
             verb = "added" if created else "updated"
-            out.write(f"{verb} subscription {stored.id}: {stored.describe()}\n")
+            out.write(printable(f"{verb} subscription {stored.id}: {stored.describe()}") + "\n")
             return 0
         if args.id is not None:
             removed = await state.remove_subscription_by_id(args.id)
@@ -268,10 +268,10 @@ def _preview(config: Config, path: Path, platform: str, out: TextIO) -> int:
     try:
         article = parse_article(path.read_bytes(), str(path), config.store.max_file_bytes)
     except OSError as exc:
-        print(f"newsbot: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        print(printable(f"newsbot: cannot read {path}: {exc.strerror}"), file=sys.stderr)
         return 2
     except ArticleError as exc:
-        print(f"newsbot: {exc}", file=sys.stderr)
+        print(printable(f"newsbot: {exc}"), file=sys.stderr)
         return 1
     text = render_preview(article, platform, config.render)
     out.write(text if text.endswith("\n") else text + "\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.config import Config
@@ -20,6 +21,9 @@ HEARTBEAT_KEY = "worker_heartbeat"
 HEARTBEAT_INTERVAL_S = 10.0
 # A few missed beats are tolerated (a long cold scan, a slow disk) before we call it unhealthy.
 MAX_HEARTBEAT_AGE_S = 6 * HEARTBEAT_INTERVAL_S
+# A worker that stops cleanly records when; the next start removes it. Without it the check
+# would call a stopped worker healthy until its last beat grew stale.
+STOPPED_KEY = "worker_stopped_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,17 +35,25 @@ class Health:
         return not self.problems
 
 
-def _heartbeat(db_path: Path) -> float | None:
+def _read_meta(db_path: Path) -> dict[str, str] | None:
     if not db_path.is_file():
         return None
-    uri = f"file:{db_path}?mode=ro"
+    # A URI, for read-only mode: the path is percent-quoted into it, or a `#`, `?` or `%` in a
+    # folder name would cut it short (and SQLite would open, even create, another file).
+    uri = f"{db_path.resolve().as_uri()}?mode=ro"
     try:
         with sqlite3.connect(uri, uri=True, timeout=2.0) as conn:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (HEARTBEAT_KEY,)).fetchone()
+            rows = conn.execute(
+                "SELECT key, value FROM meta WHERE key IN (?, ?)", (HEARTBEAT_KEY, STOPPED_KEY)
+            ).fetchall()
     except sqlite3.Error:
         return None
+    return {str(key): str(value) for key, value in rows}
+
+
+def _as_time(value: str | None) -> float | None:
     try:
-        return float(row[0]) if row else None
+        return float(value) if value is not None else None
     except ValueError:
         return None
 
@@ -51,9 +63,17 @@ def check_health(config: Config, now_s: float) -> Health:
     store = config.store.path
     if not store.is_dir() or not os.access(store, os.R_OK | os.X_OK):
         problems.append(f"the store {store} is not a readable folder (is the volume mounted?)")
-    beat = _heartbeat(config.database.path)
-    if beat is None:
+    meta = _read_meta(config.database.path) or {}
+    beat = _as_time(meta.get(HEARTBEAT_KEY))
+    stopped = _as_time(meta.get(STOPPED_KEY))
+    if stopped is not None:
+        when = datetime.fromtimestamp(stopped, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        problems.append(f"the worker stopped at {when} (start `newsbot run` again)")
+    elif beat is None:
         problems.append(f"no worker heartbeat in {config.database.path} (is `newsbot run` up?)")
     elif now_s - beat > MAX_HEARTBEAT_AGE_S:
-        problems.append(f"the worker's last heartbeat is {now_s - beat:.0f} s old")
+        problems.append(
+            f"the worker's last heartbeat is {now_s - beat:.0f} s old (more than "
+            f"{MAX_HEARTBEAT_AGE_S:.0f} s: the worker is stuck or was killed)"
+        )
     return Health(tuple(problems))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bot.printable import printable
 from bot.scan_cache import CachedDigest, DigestCache
 from bot.store import (
     SETTLE_S,
@@ -52,6 +53,8 @@ def digest(result: ParseResult) -> Digest:
 @dataclass(slots=True)
 class StoreReport:
     root: str
+    # Every article file looked at (by name: suffix, not hidden), each counted once as an
+    # article, a bad file or one still being written.
     files: int = 0
     articles: int = 0  # article files that parsed; topics and quality count these
     stories: int = 0  # distinct stories among them (several files can carry one URL)
@@ -112,8 +115,12 @@ def scan_store(
     """Parse every file of the store (or, with a `cache`, every file that changed since the
     last scan) and report on them."""
     listing = list_store(root)
-    report = StoreReport(root=str(root), files=len(listing.files), root_exists=listing.root_exists)
-    report.bad.extend(listing.refused.items())
+    report = StoreReport(
+        root=str(root),
+        files=len(listing.files) + len(listing.refused),
+        root_exists=listing.root_exists,
+    )
+    report.bad.extend((p, refused.error or "refused") for p, refused in listing.refused.items())
     topic_names: dict[str, str] = {}
     seen: set[str] = set()
     changing: list[str] = []
@@ -191,10 +198,12 @@ def _count(
 
 
 def format_report(report: StoreReport) -> str:
+    """The report for a terminal: names and reasons (which quote file contents) escaped."""
+    root = printable(report.root)
     if not report.root_exists:
-        return f"{report.root}: no such folder (check store.path or the PATH argument)\n"
+        return f"{root}: no such folder (check store.path or the PATH argument)\n"
     lines = [
-        f"{report.root}: {report.files} files, {report.articles} articles"
+        f"{root}: {report.files} article files: {report.articles} articles"
         + (
             f" ({report.stories} distinct stories; {report.duplicates} "
             + ("file repeats" if report.duplicates == 1 else "files repeat")
@@ -202,11 +211,12 @@ def format_report(report: StoreReport) -> str:
             if report.duplicates
             else ""
         )
-        + f", {len(report.bad)} bad",
+        + f", {len(report.bad)} bad"
+        + (f", {len(report.unsettled)} still being written" if report.unsettled else ""),
         "",
         "topics:",
     ]
-    lines += [f"  {count:6}  {topic}" for topic, count in report.topics.most_common()]
+    lines += [f"  {count:6}  {printable(topic)}" for topic, count in report.topics.most_common()]
     lines += ["", "quality:"]
     lines += [f"  {report.quality.get(band, 0):6}  {band}" for band in _band_names()]
     if report.unscored:
@@ -217,8 +227,8 @@ def format_report(report: StoreReport) -> str:
         ]
     if report.bad:
         lines += ["", "bad files:"]
-        lines += [f"  {path}: {reason}" for path, reason in report.bad]
+        lines += [f"  {printable(path)}: {printable(reason)}" for path, reason in report.bad]
     if report.unsettled:
         lines += ["", "still being written (look again in a moment):"]
-        lines += [f"  {path}" for path in report.unsettled]
+        lines += [f"  {printable(path)}" for path in report.unsettled]
     return "\n".join(lines) + "\n"

@@ -91,6 +91,12 @@ class State:
 
         await self._database.write(body)
 
+    async def delete_meta(self, key: str) -> None:
+        async def body(db: aiosqlite.Connection) -> None:
+            await db.execute("DELETE FROM meta WHERE key = ?", (key,))
+
+        await self._database.write(body)
+
     # --- the store index and articles -------------------------------------------------------
 
     async def load_file_index(self) -> dict[str, FileStamp]:
@@ -277,11 +283,9 @@ class State:
         )
         return [(r["topic"], r["n"]) for r in rows]
 
-    async def unscored_count(self) -> int:
-        rows = await self._database.fetchall(
-            "SELECT COUNT(*) AS n FROM articles WHERE quality IS NULL"
-        )
-        return int(rows[0]["n"])
+    async def unscored_articles(self) -> list[Article]:
+        rows = await self._database.fetchall("SELECT payload FROM articles WHERE quality IS NULL")
+        return [article_from_dict(json.loads(r["payload"])) for r in rows]
 
     async def article_count(self) -> int:
         rows = await self._database.fetchall("SELECT COUNT(*) AS n FROM articles")

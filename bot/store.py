@@ -8,6 +8,7 @@ file in within a second, and a periodic rescan catches what events miss (network
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
@@ -62,8 +63,10 @@ ParseResult = FileOutcome | Unsettled
 @dataclass(frozen=True, slots=True)
 class Listing:
     files: dict[str, FileStamp]
-    # Entries refused before parsing (a symlink out of the store), with their reasons.
-    refused: dict[str, str]
+    # Entries refused without being read (a symlink out of the store, a folder that cannot be
+    # read), as bad-file outcomes stamped with the entry itself: a refusal is remembered like a
+    # bad file, and reported again only when the entry changes.
+    refused: dict[str, FileOutcome]
     root_exists: bool
 
 
@@ -78,10 +81,56 @@ def _is_candidate(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in ARTICLE_SUFFIXES
 
 
+_NOT_UTF8 = (
+    "the name is not valid UTF-8 (shown with \\xNN for the bytes that are not): rename it; "
+    "a folder's files are read once it has a UTF-8 name"
+)
+
+
+def _storable(text: str) -> str:
+    """`text` as valid Unicode. A name that is not UTF-8 reaches Python with one surrogate
+    escape per stray byte, which neither SQLite nor a UTF-8 terminal accepts: each becomes
+    `\\xNN`."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def _stamp_of(path: str) -> FileStamp:
+    """The entry's own stamp (a link's, not its target's): it changes when the entry does."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return FileStamp(0, 0)
+    return FileStamp(st.st_size, st.st_mtime_ns)
+
+
+def _link_refusal(real_root: str, link: str) -> str | None:
+    """Why the symlink `link` may not be read as an article, or None when it may: the store
+    follows links only to files inside itself."""
+    target = os.path.realpath(link)
+    if os.path.commonpath([real_root, target]) != real_root:
+        return (
+            f"a symlink to {target}, outside the store: copy the file into the store instead "
+            "of linking to it"
+        )
+    if not os.path.lexists(target):
+        return f"a symlink to {target}, which does not exist"
+    return None
+
+
 def list_store(root: Path) -> Listing:
     """Walk the store with scandir + stat: no file is opened."""
     files: dict[str, FileStamp] = {}
-    refused: dict[str, str] = {}
+    refused: dict[str, FileOutcome] = {}
+
+    def refuse(rel: str, path: str, reason: str) -> None:
+        refused[rel] = FileOutcome(rel, _stamp_of(path), error=_storable(reason))
+
     try:
         real_root = os.path.realpath(root)
         if not os.path.isdir(real_root):
@@ -94,11 +143,17 @@ def list_store(root: Path) -> Listing:
         try:
             entries = list(os.scandir(folder))
         except OSError as exc:
-            refused[prefix.rstrip("/") or "."] = f"cannot read this folder: {exc.strerror}"
+            refuse(prefix.rstrip("/") or ".", folder, f"cannot read this folder: {exc.strerror}")
             continue
         for entry in entries:
             rel = prefix + entry.name
             try:
+                if _storable(entry.name) != entry.name:
+                    if not entry.name.startswith(".") and (
+                        entry.is_dir(follow_symlinks=False) or _is_candidate(entry.name)
+                    ):
+                        refuse(_storable(rel), entry.path, _NOT_UTF8)
+                    continue
                 if entry.is_dir(follow_symlinks=False):
                     if not entry.name.startswith("."):
                         stack.append((entry.path, rel + "/"))
@@ -106,15 +161,9 @@ def list_store(root: Path) -> Listing:
                 if not _is_candidate(entry.name):
                     continue
                 if entry.is_symlink():
-                    target = os.path.realpath(entry.path)
-                    if os.path.commonpath([real_root, target]) != real_root:
-                        refused[rel] = (
-                            f"a symlink to {target}, outside the store: copy the file into "
-                            "the store instead of linking to it"
-                        )
-                        continue
-                    if not os.path.lexists(target):
-                        refused[rel] = f"a symlink to {target}, which does not exist"
+                    reason = _link_refusal(real_root, entry.path)
+                    if reason is not None:
+                        refuse(rel, entry.path, reason)
                         continue
                     st = os.stat(entry.path)
                 else:
@@ -122,7 +171,7 @@ def list_store(root: Path) -> Listing:
             except FileNotFoundError:
                 continue  # gone between the listing and the stat: the next scan sees it
             except OSError as exc:
-                refused[rel] = f"cannot stat: {exc.strerror}"
+                refuse(rel, entry.path, f"cannot stat: {exc.strerror}")
                 continue
             # Only regular files: a FIFO or a linked folder named `x.md` would block or fail.
             if stat.S_ISREG(st.st_mode):
@@ -136,15 +185,91 @@ def diff(previous: Mapping[str, FileStamp], current: Mapping[str, FileStamp]) ->
     return Changes(sorted(changed), removed)
 
 
+class _Swapped(Exception):
+    """A path met a symlink where the listing saw none: it changed after the listing."""
+
+
+class _LinkOut(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Opened without following a symlink at any step (O_NOFOLLOW only guards the last component,
+# so folders are opened one by one), and without blocking on a FIFO swapped in for a file.
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+# What opening a symlink with O_NOFOLLOW raises (ELOOP on Linux and macOS, EMLINK on FreeBSD),
+# or a folder that became something else.
+_IS_A_LINK = frozenset({errno.ELOOP, errno.EMLINK, errno.ENOTDIR})
+
+
+def _open_beneath(folder: str, rel: str) -> int:
+    """Open `folder`/`rel` for reading, following no symlink below `folder`."""
+    *folders, name = rel.split("/")
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in folders:
+            inner = os.open(part, _FOLDER_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        return os.open(name, _FILE_FLAGS, dir_fd=fd)
+    except OSError as exc:
+        if exc.errno in _IS_A_LINK:
+            raise _Swapped(rel) from None
+        raise
+    finally:
+        os.close(fd)
+
+
+def _open_in_store(root: Path, rel: str) -> int:
+    """A read-only descriptor for store file `rel`, which is the file itself or, for a symlink,
+    its target, and in either case inside the store at the moment it was opened: the check
+    and the use are one step, so swapping a link after the listing cannot lead outside."""
+    try:
+        return _open_beneath(str(root), rel)
+    except _Swapped:
+        pass
+    full = os.path.join(root, rel)
+    if not os.path.islink(full):
+        raise _Swapped(rel)  # a folder on the way was swapped for a link
+    # A symlink where the listing allows one: resolve it once, then open what it named by
+    # walking down from the store's real root, following nothing on the way.
+    real_root = os.path.realpath(root)
+    reason = _link_refusal(real_root, full)
+    if reason is not None:
+        raise _LinkOut(reason)
+    target = os.path.realpath(full)
+    return _open_beneath(real_root, os.path.relpath(target, real_root).replace(os.sep, "/"))
+
+
+def _read(fd: int, size: int) -> bytes:
+    with open(fd, "rb", closefd=False) as handle:
+        return handle.read(size)
+
+
 def read_file(
     root: Path, rel: str, max_bytes: int, now_s: float, hollow: frozenset[str] = frozenset()
 ) -> ParseResult:
-    """Read and parse one file, refusing to take a half-written one for a finished one.
-    `hollow`: see `parse_article`."""
+    """Read and parse one file, refusing to take a half-written one for a finished one, or
+    anything outside the store. `hollow`: see `parse_article`."""
     full = os.path.join(root, rel)
     stamp = FileStamp(0, 0)
     try:
-        before = os.stat(full)
+        fd = _open_in_store(root, rel)
+    except (FileNotFoundError, _Swapped):
+        return Unsettled(rel)  # gone, or changed since the listing: look again
+    except _LinkOut as exc:
+        # The link's own stamp, as the listing records a refused link: reported once.
+        return FileOutcome(rel, _stamp_of(full), error=_storable(exc.reason))
+    except OSError as exc:
+        # With its real stamp, an unreadable file is reported once, not at every rescan.
+        with contextlib.suppress(OSError):
+            st = os.stat(full)
+            stamp = FileStamp(st.st_size, st.st_mtime_ns)
+        return FileOutcome(rel, stamp, error=f"cannot read: {exc.strerror or exc}")
+    try:
+        before = os.fstat(fd)
         stamp = FileStamp(before.st_size, before.st_mtime_ns)
         if not stat.S_ISREG(before.st_mode):
             return FileOutcome(rel, stamp, error="not a regular file")
@@ -158,16 +283,14 @@ def read_file(
                     "(store.max_file_bytes); article files are a few kilobytes"
                 ),
             )
-        with open(full, "rb") as handle:
-            # Ask for what the file holds (one byte more shows growth): asking for the cap
-            # would make every read allocate (and free) a buffer of max_bytes.
-            data = handle.read(before.st_size + 1)
-        after = os.stat(full)
-    except FileNotFoundError:
-        return Unsettled(rel)
+        # Ask for what the file holds (one byte more shows growth): asking for the cap would
+        # make every read allocate (and free) a buffer of max_bytes.
+        data = _read(fd, before.st_size + 1)
+        after = os.fstat(fd)
     except OSError as exc:
-        # With its real stamp, an unreadable file is reported once, not at every rescan.
         return FileOutcome(rel, stamp, error=f"cannot read: {exc.strerror or exc}")
+    finally:
+        os.close(fd)
     if (after.st_size, after.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
         return Unsettled(rel)  # it changed while we read it
     try:

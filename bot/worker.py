@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bot.articles import Article
 from bot.clock import Clock
 from bot.config import Config, SubscriptionSpec
-from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY
+from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY, STOPPED_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
 from bot.scheduler import Leftover, Scheduler
@@ -48,11 +48,11 @@ class ScanSummary:
     deliveries: int = 0
     held_unscored: int = 0
     backfilled: int = 0  # rows queued by new subscriptions' backfill at start-up
-    unscored_in_store: int = 0  # reported when a backfill passed over unscored articles
+    # Unscored articles that a new subscription's backfill would have taken had they a score.
+    unscored_passed_over: int = 0
     unsettled: int = 0
     baseline: bool = False
     store_missing: bool = False
-    refused: dict[str, str] = field(default_factory=dict)
 
     def merge(self, later: ScanSummary) -> None:
         """Fold a follow-up scan (of the files that were still being written) into this one."""
@@ -117,7 +117,6 @@ class Worker:
         self._clock = clock
         self._defaults = routing_defaults(config)
         self._index: dict[str, FileStamp] = {}
-        self._reported_refusals: dict[str, str] = {}
         self._store_missing_reported = False
         self._scan_lock = asyncio.Lock()
         self._stop: asyncio.Event | None = None
@@ -157,11 +156,21 @@ class Worker:
         summary.backfilled = sum((await self._state.outbox.counts()).values()) - queued_before
         for sub in created:
             log.info("new subscription %s (backfill %d)", sub.describe(), sub.backfill)
-        if any(s.backfill and not self._takes_unscored(s) for s in created):
-            # Backfill passes over unscored articles like routing does: say how many exist.
-            summary.unscored_in_store = await self._state.unscored_count()
+        summary.unscored_passed_over = await self._unscored_passed_over(created)
         self._scheduler.notify()
         return summary
+
+    async def _unscored_passed_over(self, created: list[Subscription]) -> int:
+        """Backfill passes over unscored articles like routing does: how many of them one of
+        these new subscriptions would have taken (its topics, providers, keywords and age)."""
+        backfilling = [s for s in created if s.backfill and not self._takes_unscored(s)]
+        if not backfilling:
+            return 0
+        now = self._clock.now()
+        return sum(
+            any(judge(article, s, self._defaults, now) is Verdict.UNSCORED for s in backfilling)
+            for article in await self._state.unscored_articles()
+        )
 
     async def _router(self) -> tuple[bool, RouteFn]:
         baseline = await self._state.get_meta(_BASELINE_KEY) is None
@@ -195,9 +204,11 @@ class Worker:
                 self._store_missing_reported = True
             return summary
         self.store_missing = self._store_missing_reported = False
-        self._report_refusals(listing.refused)
-        summary.refused = dict(listing.refused)
-        changes = diff(self._index, listing.files)
+        summary.files += len(listing.refused)
+        # Refused entries are indexed like files (with the entry's own stamp), so each is
+        # recorded and reported once, until it changes, across restarts too.
+        refused_stamps = {path: refusal.stamp for path, refusal in listing.refused.items()}
+        changes = diff(self._index, {**listing.files, **refused_stamps})
         baseline, decide = await self._router()
         route_fn = None if baseline else decide
         summary.baseline = baseline
@@ -207,9 +218,13 @@ class Worker:
             summary.add(await self._state.record_files([], removed=changes.removed))
             for path in changes.removed:
                 self._index.pop(path, None)
+        refusals = [listing.refused[p] for p in changes.changed if p in listing.refused]
+        if refusals:
+            summary.parsed += len(refusals)
+            self._recorded(refusals, await self._state.record_files(refusals), summary)
         batches: Generator[list[ParseResult], None, None] = parse_files(
             store.path,
-            changes.changed,
+            [p for p in changes.changed if p not in listing.refused],
             store.max_file_bytes,
             self._clock.time(),
             store.parallel_threshold,
@@ -223,28 +238,30 @@ class Worker:
             outcomes = [r for r in batch if isinstance(r, FileOutcome)]
             summary.unsettled += len(batch) - len(outcomes)
             summary.parsed += len(outcomes)
-            report = await self._state.record_files(outcomes, route=route_fn)
-            summary.add(report)
-            for outcome in outcomes:
-                self._index[outcome.path] = outcome.stamp
-                if outcome.error is not None:
-                    self.metrics.count_bad_file()
-                    log.warning("bad article file %s: %s", outcome.path, outcome.error)
-                else:
-                    self.metrics.count_parsed()
-            if report.deliveries:
-                self._scheduler.notify()
+            self._recorded(
+                outcomes, await self._state.record_files(outcomes, route=route_fn), summary
+            )
         if baseline and not stopped:
             # An interrupted first scan stays a first scan: the next start completes it
             # without posting what was already there.
             await self._state.set_meta(_BASELINE_KEY, "1")
         return summary
 
-    def _report_refusals(self, refused: dict[str, str]) -> None:
-        for path, reason in refused.items():
-            if self._reported_refusals.get(path) != reason:
-                log.warning("bad article file %s: %s", path, reason)
-        self._reported_refusals = dict(refused)
+    def _recorded(
+        self, outcomes: list[FileOutcome], report: IngestReport, summary: ScanSummary
+    ) -> None:
+        """Index what was recorded, and report each bad file: one warning per bad file that
+        the summary counts."""
+        summary.add(report)
+        for outcome in outcomes:
+            self._index[outcome.path] = outcome.stamp
+            if outcome.error is not None:
+                self.metrics.count_bad_file()
+                log.warning("bad article file %s: %s", outcome.path, outcome.error)
+            else:
+                self.metrics.count_parsed()
+        if report.deliveries:
+            self._scheduler.notify()
 
     # --- the long-running loop -------------------------------------------------------------
 
@@ -260,7 +277,7 @@ class Worker:
         self._stop = stop
         rescan_needed = asyncio.Event()
         # The first beat before "watching" is logged: healthy from then on.
-        await self._state.set_meta(HEARTBEAT_KEY, repr(self._clock.time()))
+        await self._record_start()
         tasks = [
             asyncio.create_task(self._watch(stop, rescan_needed), name="watch"),
             asyncio.create_task(self._rescan_timer(stop, rescan_needed), name="rescan-timer"),
@@ -285,6 +302,18 @@ class Worker:
             # The scheduler lets sends in flight finish (a row cut off stays `sending` and is
             # resolved at the next start, so nothing is lost or doubled).
             await delivery
+
+    async def _record_start(self) -> None:
+        await self._state.set_meta(HEARTBEAT_KEY, repr(self._clock.time()))
+        await self._state.delete_meta(STOPPED_KEY)
+
+    async def record_stop(self) -> None:
+        """A clean stop: `newsbot healthcheck` says so at once instead of waiting for the
+        heartbeat to grow stale."""
+        try:
+            await self._state.set_meta(STOPPED_KEY, repr(self._clock.time()))
+        except Exception:
+            log.exception("could not record the stop for the health check")
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         """Record that the worker is alive, for `newsbot healthcheck` in another process."""
@@ -345,8 +374,8 @@ class Worker:
 def summary_lines(summary: ScanSummary, config: Config) -> list[str]:
     """The human summary of a run (or a scan), including what was held back and why."""
     lines = [
-        f"store {config.store.path}: {summary.files} files, {summary.parsed} read, "
-        f"{summary.new_articles} new articles, {summary.bad_files} bad files, "
+        f"store {config.store.path}: {summary.files} article files, {summary.parsed} new or "
+        f"changed: {summary.new_articles} new articles, {summary.bad_files} bad files; "
         f"{summary.deliveries + summary.backfilled} deliveries queued"
     ]
     if summary.store_missing:
@@ -366,12 +395,13 @@ def summary_lines(summary: ScanSummary, config: Config) -> list[str]:
             f"{summary.held_unscored} new articles have no quality score and were held back; "
             "set include_unscored = true (globally or on a subscription) to receive them"
         )
-    if summary.unscored_in_store:
+    if summary.unscored_passed_over:
         lines.append(
-            f"the backfill passed over {summary.unscored_in_store} articles that have no quality "
-            "score; set include_unscored = true (globally or on a subscription) to include them"
+            f"the backfill passed over {summary.unscored_passed_over} articles that it would "
+            "have taken but that have no quality score; set include_unscored = true (globally "
+            "or on a subscription) to include them"
         )
-    if summary.bad_files or summary.refused:
+    if summary.bad_files:
         lines.append("run `newsbot scan` to list the bad files with their reasons")
     return lines
 

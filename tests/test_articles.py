@@ -23,6 +23,7 @@ from bot.articles import (
     article_to_dict,
     parse_article,
 )
+from bot.store import FileOutcome, read_file
 from bot.urls import normalize_url
 
 SEED = "000_9b0c7d64d6b1f023.txt"
@@ -80,8 +81,17 @@ def test_every_seed_file_parses(seeds_dir: Path) -> None:
     assert any(len(a.related) >= 2 for a in articles)
 
 
-def test_corpus_fields_agree_with_plain_yaml(corpus_dir: Path) -> None:
-    for path in corpus_files(corpus_dir):
+def test_sample_files_are_exact_copies_of_corpus_files(
+    corpus_dir: Path, sample_dir: Path
+) -> None:
+    sample = corpus_files(sample_dir)
+    assert len(sample) >= 10
+    for path in sample:
+        assert path.read_bytes() == (corpus_dir / path.name).read_bytes(), path.name
+
+
+def test_real_fields_agree_with_plain_yaml(real_articles_dir: Path) -> None:
+    for path in corpus_files(real_articles_dir):
         raw = front_matter(path)
         a = parse(path)
         where = path.name
@@ -103,8 +113,8 @@ def test_corpus_fields_agree_with_plain_yaml(corpus_dir: Path) -> None:
         assert not hasattr(a, "secured")
 
 
-def test_round_trip_through_dict_and_json_for_every_corpus_file(corpus_dir: Path) -> None:
-    for path in corpus_files(corpus_dir):
+def test_round_trip_through_dict_and_json_for_every_real_file(real_articles_dir: Path) -> None:
+    for path in corpus_files(real_articles_dir):
         a = parse(path)
         assert article_from_dict(article_to_dict(a)) == a, path.name
         assert article_from_dict(json.loads(json.dumps(article_to_dict(a)))) == a, path.name
@@ -174,8 +184,8 @@ def test_seed_article(seeds_dir: Path) -> None:
     )
 
 
-def test_quality_above_100_and_amp_urls(corpus_dir: Path) -> None:
-    a = parse(corpus_dir / PEGA)
+def test_quality_above_100_and_amp_urls(sample_dir: Path) -> None:
+    a = parse(sample_dir / PEGA)
     assert a.title == "From chess to ping pong: How Pegasystems is capturing the Fortune 500"
     assert a.quality == 142 and a.heat == 142 and a.published is True
     assert a.is_scored
@@ -202,12 +212,12 @@ def test_quality_above_100_and_amp_urls(corpus_dir: Path) -> None:
     assert a.related == ()
 
 
-def test_unscored_article_with_different_original_url(corpus_dir: Path) -> None:
-    a = parse(corpus_dir / BECKER)
+def test_unscored_article_with_different_original_url(sample_dir: Path) -> None:
+    a = parse(sample_dir / BECKER)
     assert a.title == "Becker's Health IT and CIO Report E-Newsletter"
     assert a.quality is None and not a.is_scored
     assert a.heat is None and a.published is None
-    # webUrl wins over originalUrl as the story's identity (architecture.md).
+    # webUrl wins over originalUrl as the story's identity (docs/article-format.md).
     assert a.web_url == "https://www.pwc.com/us/en/tech-effect/ai-analytics/ai-predictions.html"
     assert a.key == a.web_url
     assert a.original_url == (
@@ -219,8 +229,8 @@ def test_unscored_article_with_different_original_url(corpus_dir: Path) -> None:
     assert len(a.images) == 1 and a.images[0].width == 670 and a.images[0].title is None
 
 
-def test_unquoted_url_with_dashes_and_relative_provider_image(corpus_dir: Path) -> None:
-    a = parse(corpus_dir / CCPA)
+def test_unquoted_url_with_dashes_and_relative_provider_image(sample_dir: Path) -> None:
+    a = parse(sample_dir / CCPA)
     # The URL holds '---------2---': it must not be taken for the closing line.
     assert a.web_url == (
         "https://medium.com/trueface-ai/computer-vision-and-the-ccpa-what-you-need-to-know-"
@@ -236,8 +246,8 @@ def test_unquoted_url_with_dashes_and_relative_provider_image(corpus_dir: Path) 
     ]
 
 
-def test_related_items_with_their_providers(corpus_dir: Path) -> None:
-    a = parse(corpus_dir / FACIAL)
+def test_related_items_with_their_providers(sample_dir: Path) -> None:
+    a = parse(sample_dir / FACIAL)
     assert a.quality == 3 and a.heat == -1
     assert [(r.provider.name, r.provider.domain, r.quality) for r in a.related if r.provider] == [
         ("ABC News", "go.com", 19),
@@ -251,8 +261,8 @@ def test_related_items_with_their_providers(corpus_dir: Path) -> None:
     )
 
 
-def test_related_url_with_a_raw_space(corpus_dir: Path) -> None:
-    a = parse(corpus_dir / IMAGE_MARKET)
+def test_related_url_with_a_raw_space(sample_dir: Path) -> None:
+    a = parse(sample_dir / IMAGE_MARKET)
     assert a.title.startswith("Image Recognition Market 2020-2029 | Modern Analysis")
     assert a.quality == 27
     assert len(a.related) == 2
@@ -444,7 +454,7 @@ BAD_CASES: list[tuple[str, bytes, tuple[str, ...]]] = [
         # The alias count scans tokens first: it must report the syntax error, not crash.
         "alias_then_syntax_error",
         (GOOD + 'x: &a 1\ny: *a\nz: "unterminated\n---\n').encode(),
-        ("YAML syntax error", "line 7"),
+        ("YAML syntax error", "line 6", "never closed"),
     ),
     ("undefined_alias", (GOOD + "y: *nowhere\n---\n").encode(), ("YAML syntax error", "alias")),
 ]
@@ -463,6 +473,51 @@ def test_bad_input_is_an_article_error(name: str, data: bytes, fragments: tuple[
     for fragment in fragments:
         assert fragment in error.reason, error.reason
     assert len(error.reason) > 15
+
+
+# Where an editor puts the cursor for a YAML error: the file's own line and column (1-based),
+# counting the opening `---` as line 1.
+YAML_ERROR_POSITIONS = [
+    # A quote opened on line 2 and never closed: PyYAML notices only at the end of the front
+    # matter (line 8), but the mistake is the quote at line 2, column 8.
+    (
+        "unclosed-quote.md",
+        '---\ntitle: "Broken\nwebUrl: https://e.com/\nquality: 5\ntopics:\n  - AI\n'
+        "excerpt: x\n---\n",
+        "line 2, column 8",
+        "never closed",
+    ),
+    ("colon.md", "---\ntitle: a: b\nwebUrl: https://e.com/\n---\n", "line 2, column 9", ""),
+    # Found on line 4, and the unclosed `[` it belongs to is named too.
+    (
+        "flow.md",
+        "---\ntitle: T\ntopics: [AI, ML\nwebUrl: https://e.com/\n---\n",
+        "line 4, column 7",
+        "flow sequence that starts at line 3, column 9",
+    ),
+    # A byte-order mark and CRLF line ends move nothing.
+    (
+        "bom-crlf.md",
+        '\ufeff---\r\ntitle: T\r\nexcerpt: "open\r\n---\r\n',
+        "line 3, column 10",
+        "never closed",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where", "also"),
+    YAML_ERROR_POSITIONS,
+    ids=[c[0] for c in YAML_ERROR_POSITIONS],
+)
+def test_a_yaml_error_names_the_line_and_column_in_the_file(
+    tmp_path: Path, name: str, text: str, where: str, also: str
+) -> None:
+    (tmp_path / name).write_bytes(text.encode("utf-8"))
+    outcome = read_file(tmp_path, name, 1 << 20, now_s=float("inf"))
+    assert isinstance(outcome, FileOutcome) and outcome.error is not None, outcome
+    assert outcome.error.startswith(f"YAML syntax error at {where}: "), outcome.error
+    assert also in outcome.error
 
 
 def test_python_tag_is_never_executed(tmp_path: Path) -> None:
@@ -521,13 +576,13 @@ def test_default_size_cap_is_one_mebibyte() -> None:
         parse_article((GOOD + f"excerpt: '{filler}'\n---\n").encode(), "big.md")
 
 
-def test_a_hollow_parse_differs_only_by_the_fields_left_unbuilt(corpus_dir: Path) -> None:
+def test_a_hollow_parse_differs_only_by_the_fields_left_unbuilt(real_articles_dir: Path) -> None:
     """`newsbot scan` leaves related coverage and images unbuilt; everything else must be what
     a full parse gives, and a wrong shape there is still an error."""
     from dataclasses import replace
 
     hollow = frozenset({"related", "images"})
-    for path in sorted(corpus_dir.iterdir()):
+    for path in sorted(real_articles_dir.iterdir()):
         data = path.read_bytes()
         full = parse_article(data, path.name)
         assert parse_article(data, path.name, hollow=hollow) == replace(
@@ -540,14 +595,15 @@ def test_a_hollow_parse_differs_only_by_the_fields_left_unbuilt(corpus_dir: Path
     assert parse_article(merged, "m.md", hollow=hollow).title == "From merge"
 
 
-def test_our_loader_resolves_every_value_as_pyyaml_does(corpus_dir: Path) -> None:
+def test_our_loader_resolves_every_value_as_pyyaml_does(real_articles_dir: Path) -> None:
     """The faster resolver must be the same contract: identical values on real files and on
     the YAML 1.1 corner cases (booleans, nulls, numbers, dates, merge keys)."""
     import yaml
 
     from bot.articles import _front_matter, _Loader
 
-    blocks = [_front_matter(p.read_text(encoding="utf-8")) for p in sorted(corpus_dir.iterdir())]
+    real = sorted(real_articles_dir.iterdir())
+    blocks = [_front_matter(p.read_text(encoding="utf-8")) for p in real]
     blocks.append(
         "a: yes\nb: No\nc: ~\nd: null\ne: ''\nf: 0o17\ng: 0x1F\nh: 1_000\ni: .inf\nj: -.NaN\n"
         "k: 2021-05-18\nl: 2021-05-18T19:56:00Z\nm: 12:30:00\nn: +3.5e2\np: '1'\n"
@@ -588,12 +644,13 @@ def _load_both(block: str) -> tuple[str, str]:
     return ours, theirs
 
 
-def test_our_construction_gives_what_pyyaml_gives(corpus_dir: Path) -> None:
+def test_our_construction_gives_what_pyyaml_gives(real_articles_dir: Path) -> None:
     """Plain strings, lists and mappings are built directly, everything else by PyYAML: the
     values must be PyYAML's, on real files and on the corner cases of YAML 1.1."""
     from bot.articles import _front_matter
 
-    blocks = [_front_matter(p.read_text(encoding="utf-8")) for p in sorted(corpus_dir.iterdir())]
+    real = sorted(real_articles_dir.iterdir())
+    blocks = [_front_matter(p.read_text(encoding="utf-8")) for p in real]
     for block in [*blocks, *CORNER_CASES]:
         ours, theirs = _load_both(block)
         if theirs.startswith("error"):

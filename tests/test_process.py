@@ -252,11 +252,14 @@ def test_run_watches_the_store_and_stops_on_sigterm(
 # --- (c) kill -9 during a large scan ----------------------------------------------------------
 
 
-def make_large_store(corpus: Path, store: Path, copies: int) -> int:
+def make_large_store(articles: Path, store: Path, at_least: int) -> int:
+    """Copies of real articles, each copy a story of its own, until there are `at_least`."""
     store.mkdir(parents=True, exist_ok=True)
     url_line = re.compile(r'^(webUrl|originalUrl):\s*("?)(https?://[^/\s"]+)', re.MULTILINE)
+    sources = sorted(articles.iterdir())
+    copies = -(-at_least // len(sources))
     count = 0
-    for source in sorted(corpus.iterdir()):
+    for source in sources:
         text = source.read_text(encoding="utf-8")
         for copy in range(copies):
             varied = url_line.sub(rf"\1: \2\3/copy-{copy}", text)
@@ -290,10 +293,10 @@ def wait_for_first_commit(db: Path, timeout: float = 20) -> None:
 
 
 def test_kill_9_during_a_large_scan_leaves_a_sound_database(
-    tmp_path: Path, corpus_dir: Path, start_bot: Callable[..., Bot]
+    tmp_path: Path, real_articles_dir: Path, start_bot: Callable[..., Bot]
 ) -> None:
     config = write_config(tmp_path)
-    files = make_large_store(corpus_dir, tmp_path / "store", copies=11)
+    files = make_large_store(real_articles_dir, tmp_path / "store", at_least=2100)
     assert files > 2000
     db = tmp_path / "data" / "state.db"
 
@@ -336,10 +339,10 @@ def test_kill_9_during_a_large_scan_leaves_a_sound_database(
 
 
 def test_sigterm_during_a_long_first_scan_stops_cleanly_and_the_restart_completes_it(
-    tmp_path: Path, corpus_dir: Path, start_bot: Callable[..., Bot]
+    tmp_path: Path, real_articles_dir: Path, start_bot: Callable[..., Bot]
 ) -> None:
     config = write_config(tmp_path)
-    files = make_large_store(corpus_dir, tmp_path / "store", copies=11)
+    files = make_large_store(real_articles_dir, tmp_path / "store", at_least=2100)
     db = tmp_path / "data" / "state.db"
     bot = start_bot(["run", "--config", str(config)], tmp_path, start_new_session=True)
     # Signals are handled from the start; this line comes before the scan begins.

@@ -113,9 +113,10 @@ def test_symlink_out_of_the_store_is_refused_with_its_target(tmp_path: Path) -> 
     listing = list_store(store)
     assert list(listing.files) == ["good.md"]
     assert set(listing.refused) == {"escape.md", "dotdot.md"}
-    for reason in listing.refused.values():
-        assert str(outside) in reason
-        assert "outside the store" in reason
+    for refusal in listing.refused.values():
+        assert refusal.error is not None and refusal.article is None
+        assert str(outside) in refusal.error
+        assert "outside the store" in refusal.error
 
 
 def test_symlink_to_a_sibling_folder_with_a_common_prefix_is_outside(tmp_path: Path) -> None:
@@ -131,7 +132,10 @@ def test_dangling_symlink_is_refused_with_a_reason(tmp_path: Path) -> None:
     (tmp_path / "gone.md").symlink_to(tmp_path / "never-there.md")
     listing = list_store(tmp_path)
     assert listing.files == {}
-    assert "does not exist" in listing.refused["gone.md"]
+    assert "does not exist" in (listing.refused["gone.md"].error or "")
+    # Stamped with the link itself, so it is remembered until the link changes.
+    link = os.lstat(tmp_path / "gone.md")
+    assert listing.refused["gone.md"].stamp == FileStamp(link.st_size, link.st_mtime_ns)
 
 
 def test_entries_that_are_not_regular_files_are_skipped(tmp_path: Path) -> None:
@@ -142,6 +146,24 @@ def test_entries_that_are_not_regular_files_are_skipped(tmp_path: Path) -> None:
     listing = list_store(tmp_path)
     assert list(listing.files) == ["real/a.md"]
     assert listing.refused == {}
+
+
+def test_names_that_are_not_utf8_are_refused_under_a_printable_name(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "good.md", article_text("good"))
+    raw = os.fsencode(tmp_path)
+    with open(raw + b"/caf\xe9.md", "w", encoding="utf-8") as handle:
+        handle.write(article_text("latin-1 name"))
+    os.mkdir(raw + b"/d\xff")
+    with open(raw + b"/d\xff/a.md", "w", encoding="utf-8") as handle:
+        handle.write(article_text("in a latin-1 folder"))
+    listing = list_store(tmp_path)
+    assert list(listing.files) == ["good.md"]
+    assert sorted(listing.refused) == ["caf\\xe9.md", "d\\xff"]
+    for refusal in listing.refused.values():
+        refusal.path.encode("utf-8")  # storable and printable as it is
+        assert refusal.error is not None and "not valid UTF-8" in refusal.error
 
 
 def test_missing_root(tmp_path: Path) -> None:
@@ -175,9 +197,9 @@ def test_diff_new_changed_unchanged_removed() -> None:
     assert changes.removed == ["gone.md"]
 
 
-def test_diff_of_an_unchanged_store_is_empty(tmp_path: Path, corpus_dir: Path) -> None:
-    listing = list_store(corpus_dir)
-    changes = diff(listing.files, list_store(corpus_dir).files)
+def test_diff_of_an_unchanged_store_is_empty(tmp_path: Path, real_articles_dir: Path) -> None:
+    listing = list_store(real_articles_dir)
+    changes = diff(listing.files, list_store(real_articles_dir).files)
     assert changes.changed == [] and changes.removed == []
     assert diff({}, listing.files).changed == sorted(listing.files)
 
@@ -308,14 +330,93 @@ def test_unexpected_parser_failure_costs_one_file(
     assert results[1].article is None and "RecursionError" in results[1].error
 
 
+# --- read_file opens what the listing saw, never what a swapped link points at -----------------
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    """An article file outside the store, which must never be ingested."""
+    return write(tmp_path, "outside/secret.md", article_text("secret"))
+
+
+def assert_not_ingested(result: object) -> None:
+    assert isinstance(result, FileOutcome | Unsettled), result
+    if isinstance(result, FileOutcome):
+        assert result.article is None or result.article.title != "Story secret", result
+
+
+def test_a_link_swapped_out_of_the_store_after_the_listing_is_not_followed(
+    tmp_path: Path, secret: Path, clock: FakeClock
+) -> None:
+    store = tmp_path / "store"
+    write(store, "archive/real.md", article_text("real"))
+    (store / "link.md").symlink_to("archive/real.md")
+    assert "link.md" in list_store(store).files  # checked: it points inside
+    swap = store / ".swap"
+    swap.symlink_to(secret)
+    os.replace(swap, store / "link.md")  # ...then used: it points outside
+    result = read_file(store, "link.md", MAX, clock.time())
+    assert_not_ingested(result)
+    assert isinstance(result, FileOutcome) and result.error is not None
+    assert "outside the store" in result.error and str(secret) in result.error
+
+
+def test_a_file_replaced_by_a_link_after_the_listing_is_not_followed(
+    tmp_path: Path, secret: Path, clock: FakeClock
+) -> None:
+    store = tmp_path / "store"
+    write(store, "a.md", article_text("a"))
+    assert "a.md" in list_store(store).files
+    swap = store / ".swap"
+    swap.symlink_to(secret)
+    os.replace(swap, store / "a.md")
+    assert_not_ingested(read_file(store, "a.md", MAX, clock.time()))
+
+
+def test_a_folder_replaced_by_a_link_after_the_listing_is_not_followed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = tmp_path / "store"
+    write(store, "sub/secret.md", article_text("a"))
+    assert "sub/secret.md" in list_store(store).files
+    write(tmp_path, "outside/secret.md", article_text("secret"))
+    os.rename(store / "sub", tmp_path / "moved-away")
+    (store / "sub").symlink_to(tmp_path / "outside")
+    assert_not_ingested(read_file(store, "sub/secret.md", MAX, clock.time()))
+
+
+def test_a_link_inside_the_store_is_still_read(tmp_path: Path, clock: FakeClock) -> None:
+    store = tmp_path / "store"
+    target = write(store, "archive/real.md", article_text("real"), age_s=60, clock=clock)
+    (store / "linked.md").symlink_to(target)  # absolute
+    write(store, "sub/keep.md", article_text("keep"), age_s=60, clock=clock)
+    (store / "sub" / "relative.md").symlink_to("../archive/real.md")
+    for rel in ("linked.md", "sub/relative.md"):
+        result = read_file(store, rel, MAX, clock.time())
+        assert isinstance(result, FileOutcome) and result.article is not None, result
+        assert result.article.title == "Story real"
+        assert result.stamp == FileStamp(target.stat().st_size, target.stat().st_mtime_ns)
+
+
+def test_a_fifo_swapped_in_after_the_listing_does_not_block(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    write(tmp_path, "a.md", article_text("a"))
+    assert "a.md" in list_store(tmp_path).files
+    os.remove(tmp_path / "a.md")
+    os.mkfifo(tmp_path / "a.md")  # opening it for reading without O_NONBLOCK would hang
+    result = read_file(tmp_path, "a.md", MAX, clock.time())
+    assert isinstance(result, FileOutcome) and result.error == "not a regular file"
+
+
 # --- parse_files ----------------------------------------------------------------------------------
 
 
-def corpus_store(tmp_path: Path, corpus_dir: Path, clock: FakeClock) -> Path:
-    """The corpus twice over (more than one batch), plus a few bad files, all settled."""
+def real_store(tmp_path: Path, articles: Path, copies: int, clock: FakeClock) -> Path:
+    """Real articles `copies` times over, plus a few bad files, all settled."""
     store = tmp_path / "store"
-    shutil.copytree(corpus_dir, store / "a")
-    shutil.copytree(corpus_dir, store / "b")
+    for copy in range(copies):
+        shutil.copytree(articles, store / f"copy-{copy}")
     write(store, "bad/no-front-matter.md", "title: x\n")
     write(store, "bad/utf8.md", b"---\ntitle: \xff\n---\n")
     write(store, "bad/half.md", "---\ntitle: x\n")
@@ -326,11 +427,13 @@ def corpus_store(tmp_path: Path, corpus_dir: Path, clock: FakeClock) -> Path:
 
 
 def test_pool_and_in_process_give_the_same_results(
-    tmp_path: Path, corpus_dir: Path, clock: FakeClock
+    tmp_path: Path, real_articles_dir: Path, clock: FakeClock
 ) -> None:
-    store = corpus_store(tmp_path, corpus_dir, clock)
+    per_copy = len(list(real_articles_dir.iterdir()))
+    copies = -(-300 // per_copy)  # more than one batch (200 files), to cross the pool
+    store = real_store(tmp_path, real_articles_dir, copies, clock)
     rels = sorted(list_store(store).files)
-    assert len(rels) == 2 * 196 + 3
+    assert len(rels) == copies * per_copy + 3
     serial_batches = list(parse_files(store, rels, MAX, clock.time(), parallel_threshold=10**9))
     pooled_batches = list(
         parse_files(store, rels, MAX, clock.time(), parallel_threshold=1, workers=2)
@@ -340,7 +443,7 @@ def test_pool_and_in_process_give_the_same_results(
     pooled = [r for batch in pooled_batches for r in batch]
     assert [r.path for r in serial] == rels  # in the order asked
     assert pooled == serial
-    assert sum(r.article is not None for r in serial) == 2 * 196
+    assert sum(r.article is not None for r in serial) == copies * per_copy
     assert sorted(r.path for r in serial if r.error) == [
         "bad/half.md", "bad/no-front-matter.md", "bad/utf8.md",
     ]  # fmt: skip
@@ -382,7 +485,7 @@ def test_scan_report_counts_topics_quality_duplicates_and_bad_files(
 
     report = scan_store(store, MAX, parallel_threshold=1000, now_s=clock.time())
     assert report.root_exists
-    assert report.files == 7  # listed and parsed; the symlink out is refused before
+    assert report.files == 8  # each an article or a bad file (the symlink out is one)
     assert report.articles == 5  # every file that parsed
     assert report.stories == 4 and report.duplicates == 1
     assert report.unscored == 1
@@ -405,7 +508,7 @@ def test_scan_report_counts_topics_quality_duplicates_and_bad_files(
     assert sum(as_json["quality"].values()) == 5
 
     text = format_report(report)
-    assert "7 files, 5 articles" in text
+    assert "8 article files: 5 articles" in text
     for path in bad:
         assert f"  {path}: " in text
     assert "include_unscored = true" in text
@@ -487,6 +590,41 @@ def test_scan_of_the_corpus_in_process_and_pooled(corpus_dir: Path, clock: FakeC
     assert serial.bad == [] and serial.unsettled == []
     assert serial.topics["AI"] == 196
     assert sum(serial.quality.values()) == 196
+
+
+def test_scan_counts_add_up_and_say_what_they_count(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "store"
+    for rel, text in {
+        "a.md": article_text("a"),
+        "b.md": article_text("b"),
+        "dup.md": article_text("b"),  # b's story again
+        "bad/one.md": "no front matter\n",
+        "bad/two.md": "---\ntitle: [x]\nwebUrl: https://e.com/\n---\n",
+        "changing.md": article_text("c"),
+    }.items():
+        write(store, rel, text, age_s=60, clock=clock)
+    (store / "out.md").symlink_to(write(tmp_path, "outside.md", article_text("o")))
+    (store / "gone.md").symlink_to(store / "missing.md")
+    real_open = builtins.open
+
+    def changing_whenever_read(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(file, mode, *args, **kwargs)
+        if os.path.samestat(os.fstat(handle.fileno()), os.stat(store / "changing.md")):
+            with real_open(store / "changing.md", "a", encoding="utf-8") as writer:
+                writer.write("x: y\n")
+        return handle
+
+    monkeypatch.setattr(bot.store, "open", changing_whenever_read, raising=False)
+    report = scan_store(store, MAX, parallel_threshold=1000, now_s=clock.time())
+    assert (report.articles, len(report.bad), len(report.unsettled)) == (3, 4, 1)
+    assert report.files == 8 == report.articles + len(report.bad) + len(report.unsettled)
+    assert report.to_json()["files"] == 8
+    assert format_report(report).splitlines()[0] == (
+        f"{store}: 8 article files: 3 articles (2 distinct stories; 1 file repeats a story), "
+        "4 bad, 1 still being written"
+    )
 
 
 def test_scan_of_a_missing_store(tmp_path: Path, clock: FakeClock) -> None:

@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
+import bot.worker as bot_worker
 from bot.app import build_delivery
 from bot.config import Config, DatabaseConfig, StoreConfig, SubscriptionSpec
 from bot.platforms.console import ConsoleNotifier
 from bot.render import RenderStyle
 from bot.state import DeliveryState, State
+from bot.store import Listing
 from bot.subscriptions import Subscription, SubscriptionSource
 from bot.worker import ScanSummary, Worker, summary_lines
 from tests.builders import store_file_text
@@ -165,7 +167,7 @@ async def test_backfill_posts_the_n_most_recent_matching(
         lines = summary_lines(bot.summary, make_config(tmp_path, spec))
         assert "8 new articles" in lines[0] and "2 deliveries queued" in lines[0]
         assert "2 of the most recent were queued by backfill" in lines[1]
-        assert "passed over 1 articles that have no quality score" in lines[2]
+        assert "passed over 1 articles that it would have taken" in lines[2]
         assert "include_unscored = true" in lines[2]
 
 
@@ -258,6 +260,140 @@ async def test_bad_file_is_reported_once_until_it_changes(
         assert len(reports()) == 2
         assert "title" in reports()[1]
         assert await bot.state.bad_files() == [("bad.md", reports()[1].split(": ", 1)[1])]
+
+
+async def test_a_link_swapped_between_listing_and_reading_never_brings_in_the_outside(
+    tmp_path: Path, store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "outside.md"
+    outside.write_text(article_text("Secret from outside", "https://example.com/secret"))
+    async with started(make_config(tmp_path, TERMINAL), clock) as bot:
+        real = store.add("archive/real.md", "Real inside story")
+        (store.root / "link.md").symlink_to(real)
+        real_list_store = bot_worker.list_store
+
+        def list_then_swap(root: Path) -> Listing:
+            listing = real_list_store(root)  # the link is checked: it points inside...
+            swap = store.root / ".swap"
+            swap.symlink_to(outside)
+            os.replace(swap, store.root / "link.md")  # ...and swapped before it is read
+            return listing
+
+        monkeypatch.setattr(bot_worker, "list_store", list_then_swap)
+        printed = await bot.tick()
+        assert "Real inside story" in printed
+        assert "Secret from outside" not in printed
+        keys = [a.key for a in await bot.state.recent_articles(None, None, True, 100)]
+        assert "https://example.com/secret" not in keys
+        [(path, reason)] = await bot.state.bad_files()
+        assert path == "link.md" and "outside the store" in reason
+
+
+def bad_file_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("bad article")]
+
+
+async def test_a_refused_symlink_is_reported_once_across_restarts_until_it_changes(
+    tmp_path: Path, store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    fill(store, 1)
+    first = tmp_path / "outside-1.md"
+    first.write_text(article_text("Outside one", "https://example.com/o1"), encoding="utf-8")
+    (store.root / "out.md").symlink_to(first)
+    (store.root / "dangling.md").symlink_to(tmp_path / "nothing-here.md")
+    config = make_config(tmp_path, TERMINAL)
+    async with started(config, clock) as bot:
+        assert len(bad_file_warnings(caplog)) == 2
+        assert bot.summary.bad_files == 2
+        assert sorted(p for p, _ in await bot.state.bad_files()) == ["dangling.md", "out.md"]
+        assert (await bot.worker.scan()).bad_files == 0
+    async with started(config, clock) as bot:  # a restart: nothing new to say
+        assert bot.summary.bad_files == 0
+        assert len(bad_file_warnings(caplog)) == 2
+        assert not any("newsbot scan" in line for line in summary_lines(bot.summary, config))
+        # The link made to point elsewhere is a changed file: reported again, once.
+        second = tmp_path / "outside-2.md"
+        second.write_text(article_text("Outside two", "https://example.com/o2"))
+        relink = store.root / ".relink"
+        relink.symlink_to(second)
+        os.replace(relink, store.root / "out.md")
+        summary = await bot.worker.scan()
+        assert summary.bad_files == 1
+        assert (await bot.worker.scan()).bad_files == 0
+        warnings = bad_file_warnings(caplog)
+        assert len(warnings) == 3 and str(second) in warnings[2]
+        # Fixed, then removed: it leaves the bad files.
+        os.remove(store.root / "out.md")
+        await bot.worker.scan()
+        assert [p for p, _ in await bot.state.bad_files()] == ["dangling.md"]
+
+
+async def test_the_summary_counts_every_bad_file_it_warned_about(
+    tmp_path: Path, store: Store, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    fill(store, 2)
+    store.write("no-front-matter.md", "just text\n")
+    store.write("bad-title.md", "---\ntitle: [a]\nwebUrl: https://example.com/t\n---\n")
+    (store.root / "out.md").symlink_to(tmp_path)  # a folder outside the store
+    (store.root / "gone.md").symlink_to(store.root / "missing.md")
+    config = make_config(tmp_path, TERMINAL)
+    async with started(config, clock) as bot:
+        warned = len(bad_file_warnings(caplog))
+        assert warned == 4 == bot.summary.bad_files
+        lines = summary_lines(bot.summary, config)
+        assert "6 article files" in lines[0] and "4 bad files" in lines[0]
+        assert lines[-1] == "run `newsbot scan` to list the bad files with their reasons"
+
+
+async def test_no_scan_hint_without_bad_files(
+    tmp_path: Path, store: Store, clock: FakeClock
+) -> None:
+    fill(store, 2)
+    config = make_config(tmp_path, TERMINAL)
+    async with started(config, clock) as bot:
+        assert bot.summary.bad_files == 0
+        assert not any("newsbot scan" in line for line in summary_lines(bot.summary, config))
+
+
+async def test_the_backfill_counts_only_unscored_articles_it_would_have_taken(
+    tmp_path: Path, store: Store, clock: FakeClock
+) -> None:
+    fill(store, 2)  # scored, topic AI
+    store.add("ai-1.md", "AI unscored one", quality=None)
+    store.add("ai-2.md", "AI unscored two", quality=None)
+    # Unscored too, but the subscription would not take them anyway:
+    store.add("health.md", "Health unscored", quality=None, topics=("Health",))
+    store.add("other.md", "Unscored, no keyword", quality=None)
+    store.add("old.md", "Old unscored", quality=None, published="2020-01-01T00:00:00Z")
+    spec = SubscriptionSpec(
+        platform="console",
+        channel="terminal",
+        topics=("AI",),
+        backfill=5,
+        keywords=("AI",),
+        max_age_days=365,
+    )
+    config = make_config(tmp_path, spec)
+    async with started(config, clock) as bot:
+        assert bot.summary.unscored_passed_over == 2
+        [line] = [line for line in summary_lines(bot.summary, config) if "passed over" in line]
+        assert line.startswith("the backfill passed over 2 articles ")
+
+
+async def test_a_file_name_that_is_not_utf8_costs_only_that_file(
+    tmp_path: Path, store: Store, clock: FakeClock
+) -> None:
+    async with started(make_config(tmp_path, TERMINAL), clock) as bot:
+        store.add("good.md", "A good story")
+        with open(os.fsencode(store.root) + b"/caf\xe9.md", "w", encoding="utf-8") as handle:
+            handle.write(article_text("Named in Latin-1", "https://example.com/latin"))
+        printed = await bot.tick()
+        assert "A good story" in printed and "Named in Latin-1" not in printed
+        [(path, reason)] = await bot.state.bad_files()
+        assert path == "caf\\xe9.md" and "not valid UTF-8" in reason
+        assert (await bot.worker.scan()).bad_files == 0  # reported once
 
 
 async def test_unchanged_rescan_parses_nothing(

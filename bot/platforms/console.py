@@ -6,6 +6,7 @@ from typing import TextIO
 
 from bot.articles import Article
 from bot.platforms.base import SentRef
+from bot.printable import printable
 from bot.render import RenderStyle, render_console
 
 _RULE = "─" * 72
@@ -26,7 +27,8 @@ class ConsoleNotifier:
 
     async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
         self._count += 1
-        self._stream.write(f"{_RULE}\n[{channel}]\n{render_console(article, self._style)}\n")
+        text = render_console(article, self._style)  # article text is cleaned by the renderer
+        self._stream.write(f"{_RULE}\n[{printable(channel)}]\n{text}\n")
         self._stream.flush()
         return SentRef(message_id=f"console-{self._count}")
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from bot.articles import Article
+from bot.printable import json_text
 from bot.render.console import render_console
 from bot.render.discord import render_discord
 from bot.render.slack import render_slack
@@ -25,4 +24,4 @@ def render_preview(article: Article, platform: str, style: RenderStyle) -> str:
         payload = render_slack(article, style).to_payload()
     else:
         raise ValueError(f"unknown platform {platform!r}: choose one of {', '.join(PLATFORMS)}")
-    return json.dumps(payload, indent=2, ensure_ascii=False)
+    return json_text(payload, indent=2)
