@@ -82,11 +82,14 @@ class TokenBucket:
         self.tokens -= 1.0
 
     def block_until(self, until: float, now: float) -> None:
-        """Nothing goes before `until`; the bucket starts empty then (the refusal spent it)."""
+        """Nothing goes before `until`; then one send may go, and the rate resumes (no burst
+        saved up during the wait: the refusal said we had used it)."""
         self._refill(now)
-        self.blocked_until = max(self.blocked_until, until)
-        self.tokens = min(self.tokens, 0.0)
-        self.updated_at = max(self.updated_at, until)
+        if until <= self.blocked_until:
+            return
+        self.blocked_until = until
+        self.tokens = 1.0
+        self.updated_at = until
 
     def set_rate(self, rate_per_s: float, now: float) -> None:
         self._refill(now)
@@ -283,9 +286,9 @@ class SlackPacing:
 
     def __post_init__(self) -> None:
         self.learned_workspace_rate = self.workspace_rate_per_s
-        self._workspace = TokenBucket(
-            self.workspace_rate_per_s, max(1.0, self.workspace_rate_per_s / 10)
-        )
+        # No burst: how much Slack tolerates at once is not documented, and a burst across many
+        # channels would earn one 429 per channel before the first refusal is heard.
+        self._workspace = TokenBucket(self.workspace_rate_per_s, 1.0)
 
     def _pace(self, channel: str, now: float) -> SlackChannelPace:
         pace = self._channels.get(channel)

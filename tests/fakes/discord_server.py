@@ -21,6 +21,7 @@ What is imitated, and why (see also tests/test_fake_discord.py):
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fnmatch
 import itertools
@@ -465,6 +466,7 @@ class FakeDiscord:
         default_guild_id: int = DEFAULT_GUILD_ID,
         message_rate_limit: RateLimitPolicy | None = None,
         webhook_rate_limit: RateLimitPolicy | None = None,
+        global_rate_limit: int | None = None,
         nonce_window: float = 300.0,
         interaction_response_window: float = 3.0,
         gateway_compress: bool = False,
@@ -480,6 +482,10 @@ class FakeDiscord:
         self.default_guild_id = default_guild_id
         self.message_rate_limit = message_rate_limit or RateLimitPolicy(limit=5, window=5.0)
         self.webhook_rate_limit = webhook_rate_limit or RateLimitPolicy(limit=5, window=2.0)
+        # The bot's global limit: at most this many bot-token requests in any rolling second
+        # (Discord's is 50); None leaves it off.
+        self.global_rate_limit = global_rate_limit
+        self._global_log: collections.deque[float] = collections.deque()
         self.nonce_window = nonce_window
         self.interaction_response_window = interaction_response_window
         self.gateway_compress = gateway_compress
@@ -1205,6 +1211,8 @@ class FakeDiscord:
         _, _, handler, needs_auth = entry
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.bot_token}":
             return _error(401, "401: Unauthorized", 0)
+        if needs_auth and (limited := self._take_global()) is not None:
+            return limited
         ctx = _Ctx(request=request, rec=rec, params=params)
         fault = next((f for f in self.faults if f.active and f.matches(rec)), None)
         if fault is None:
@@ -1233,6 +1241,22 @@ class FakeDiscord:
             return real
         response: web.Response = await handler(ctx)
         return response
+
+    def _take_global(self) -> web.Response | None:
+        """Count one bot request against the global limit; a 429 (global) when over it."""
+        if self.global_rate_limit is None:
+            return None
+        now = self.clock()
+        log = self._global_log
+        while log and log[0] <= now - 1.0:
+            log.popleft()
+        if len(log) < self.global_rate_limit:
+            log.append(now)
+            return None
+        retry_after = math.ceil((log[0] + 1.0 - now) * 1000) / 1000
+        body = {"message": "You are being rate limited.", "retry_after": retry_after,
+                "global": True}
+        return _json_response(429, body, self._rate_limit_headers(retry_after, "global", None))
 
     @staticmethod
     def _drop_connection(request: web.Request, mode: str) -> None:

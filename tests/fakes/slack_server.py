@@ -546,7 +546,9 @@ class FakeSlack:
         self._calls: list[Call] = []
         self._faults: list[Fault] = []
         self._buckets: dict[tuple[str, str], _Bucket] = {}
-        self._rate_limits: dict[str, tuple[float, int, bool]] = {}
+        # (method, per channel?) -> (rate per second, burst): a method can have both a
+        # per-channel and a workspace-wide limit, as chat.postMessage does.
+        self._rate_limits: dict[tuple[str, bool], tuple[float, int]] = {}
         self._token_errors: dict[str, str] = {}
         self._channels: dict[str, Channel] = {}
         self._users: dict[str, JSON] = {}
@@ -727,9 +729,10 @@ class FakeSlack:
     def rate_limit(
         self, method: str, *, per_second: float = 1.0, burst: int = 1, per_channel: bool = True
     ) -> None:
-        """Rate-limit a method like Slack (token bucket, per channel by default): excess
-        requests get 429 with an integer ``Retry-After`` (at least 1)."""
-        self._rate_limits[method] = (per_second, burst, per_channel)
+        """Rate-limit a method like Slack (token bucket, per channel by default; call again
+        with ``per_channel=False`` for a workspace-wide limit too): excess requests get 429
+        with an integer ``Retry-After`` (at least 1)."""
+        self._rate_limits[(method, per_channel)] = (per_second, burst)
 
     def inject(
         self,
@@ -1247,23 +1250,30 @@ class FakeSlack:
         return None
 
     def _check_rate_limit(self, call: Call) -> _Reply | None:
-        limit = self._rate_limits.get(call.method)
-        if limit is None:
-            return None
-        rate, burst, per_channel = limit
-        key = (call.method, str(call.body.get("channel", "")) if per_channel else "")
+        """Every limit the method has must allow the call; a refused call spends nothing."""
         now = time.monotonic()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = _Bucket(rate, burst, float(burst), now)
-        bucket.tokens = min(float(bucket.burst), bucket.tokens + (now - bucket.updated) * rate)
-        bucket.updated = now
-        if bucket.tokens >= 1.0:
+        buckets = []
+        for per_channel in (True, False):
+            limit = self._rate_limits.get((call.method, per_channel))
+            if limit is None:
+                continue
+            rate, burst = limit
+            key = (call.method, str(call.body.get("channel", "")) if per_channel else "")
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(rate, burst, float(burst), now)
+            bucket.tokens = min(float(bucket.burst), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens < 1.0:
+                wait = (1.0 - bucket.tokens) / rate
+                retry_after = max(1, math.ceil(wait))
+                return _Reply(
+                    429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)}
+                )
+            buckets.append(bucket)
+        for bucket in buckets:
             bucket.tokens -= 1.0
-            return None
-        wait = (1.0 - bucket.tokens) / rate
-        retry_after = max(1, math.ceil(wait))
-        return _Reply(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+        return None
 
     def _scope_error(self, method: str, chan: Channel | None = None) -> _Reply | None:
         needed = _METHOD_SCOPES.get(method)
