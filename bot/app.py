@@ -17,6 +17,7 @@ from bot.delivery import Deliverer
 from bot.metrics import Metrics
 from bot.notifiers import MAX_IN_FLIGHT, build_notifiers, build_pacers
 from bot.platforms.base import Notifier, PermanentError
+from bot.run_lock import run_lock
 from bot.scheduler import Leftover, Scheduler
 from bot.services import Parts, RunningBot, start_services
 from bot.state import State
@@ -91,7 +92,7 @@ async def run_bot(
     clock = clock or SystemClock()
     environ = os.environ if environ is None else environ
     stop = stop or asyncio.Event()
-    with _stop_on_signals(stop):
+    with _stop_on_signals(stop), run_lock(config.database.path):
         state = await State.open(config.database.path, clock)
         notifiers: dict[str, Notifier] = {}
         try:

@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     with_config(
         sub.add_parser("healthcheck", help="exit 0 when the worker is alive and the store readable")
     )
+    status = with_config(
+        sub.add_parser(
+            "status",
+            help="deliveries by state, what waits and why, parked subscriptions, bad files",
+        )
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object")
 
     subs = sub.add_parser("subscriptions", help="list, add or remove subscriptions")
     subs_sub = subs.add_subparsers(dest="action", required=True)
@@ -118,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(config, sys.stdout)
         if command == "healthcheck":
             return _healthcheck(config, sys.stdout)
+        if command == "status":
+            import asyncio
+
+            return asyncio.run(_status(config, args.json, sys.stdout))
         if command == "subscriptions":
             import asyncio
 
@@ -180,6 +191,30 @@ def _healthcheck(config: Config, out: TextIO) -> int:
     health = check_health(config, time.time())
     out.write("healthy\n" if health.ok else "".join(f"unhealthy: {p}\n" for p in health.problems))
     return 0 if health.ok else 1
+
+
+async def _status(config: Config, as_json: bool, out: TextIO) -> int:
+    from bot.clock import SystemClock
+    from bot.state import State, StateError
+    from bot.status import format_status, read_status
+
+    if not config.database.path.is_file():
+        print(
+            f"newsbot: no database at {config.database.path} yet: `newsbot run` creates it",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        state = await State.open(config.database.path, SystemClock())
+    except StateError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    try:
+        status = await read_status(state, time.time())
+    finally:
+        await state.aclose()
+    out.write(status.to_json() if as_json else format_status(status))
+    return 0
 
 
 def _check_config(config: Config, out: TextIO) -> int:

@@ -11,7 +11,7 @@ answered 429 gets nothing more until the wait it named is over.
   `X-RateLimit-Bucket` share one, per channel or webhook), and the bot's global limit as a
   token bucket of our own.
 - Slack: one post per channel per second, and a workspace-wide rate that is learned down when
-  Slack answers 429 where no channel's pace explains it.
+  Slack refuses two channels in a short while (one refusal slows its own channel).
 - The terminal: no limit.
 """
 
@@ -252,9 +252,9 @@ class DiscordPacing:
 # "About one message per second per channel": paced a little slower, so that a send that leaves
 # on time but is delayed on the way does not reach Slack inside the same second as the last.
 SLACK_CHANNEL_INTERVAL_S = 1.05
-# A 429 on a channel that was sent to faster than this ratio of its interval is the channel's
-# own limit; on a channel that had been quieter, only the workspace limit can explain it.
-SLACK_CHANNEL_SUSPECT_RATIO = 1.5
+# Slack does not say whether a 429 is the channel's limit or the workspace's. One refusal is
+# taken as the channel's; a refusal on a second channel within this long is the workspace's.
+SLACK_WORKSPACE_EVIDENCE_S = 10.0
 SLACK_INTERVAL_LEARN_FACTOR = 1.5
 SLACK_INTERVAL_MAX_S = 30.0
 SLACK_WORKSPACE_DECREASE = 0.5
@@ -269,8 +269,6 @@ SLACK_WORKSPACE_RECOVERY_FACTOR = 1.01
 class SlackChannelPace:
     bucket: TokenBucket
     interval_s: float
-    last_dispatch: float | None = None
-    previous_dispatch: float | None = None
 
 
 @dataclass(slots=True)
@@ -282,6 +280,7 @@ class SlackPacing:
     _workspace: TokenBucket = field(init=False)
     _channels: dict[str, SlackChannelPace] = field(default_factory=dict)
     _last_workspace_refusal: float | None = None
+    _last_refusal: tuple[str, float] | None = None  # (channel, when)
     learned_workspace_rate: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -305,9 +304,7 @@ class SlackPacing:
         return now if pace is None else pace.bucket.ready_at(now)
 
     def dispatched(self, channel: str, now: float) -> None:
-        pace = self._pace(channel, now)
-        pace.bucket.take(now)
-        pace.previous_dispatch, pace.last_dispatch = pace.last_dispatch, now
+        self._pace(channel, now).bucket.take(now)
         self._workspace.take(now)
 
     def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
@@ -317,13 +314,13 @@ class SlackPacing:
             return
         until = now + rate.retry_after_s
         pace.bucket.block_until(until, now)
-        sent_tightly = (
-            pace.previous_dispatch is not None
-            and pace.last_dispatch is not None
-            and pace.last_dispatch - pace.previous_dispatch
-            < pace.interval_s * SLACK_CHANNEL_SUSPECT_RATIO
+        previous, self._last_refusal = self._last_refusal, (channel, now)
+        other_channel_refused = (
+            previous is not None
+            and previous[0] != channel
+            and now - previous[1] <= SLACK_WORKSPACE_EVIDENCE_S
         )
-        if sent_tightly or channel.startswith(WEBHOOK_PREFIX):
+        if not other_channel_refused or channel.startswith(WEBHOOK_PREFIX):
             # This channel's (or incoming webhook's) own limit is slower than we thought:
             # learn it, for this channel only.
             pace.interval_s = min(
@@ -331,7 +328,8 @@ class SlackPacing:
             )
             pace.bucket.set_rate(1.0 / pace.interval_s, now)
             return
-        # The workspace is over its limit: everyone waits as told, then goes slower.
+        # Two channels refused in a short while: the workspace is over its limit. Everyone
+        # waits as told, then goes slower.
         self._workspace.block_until(until, now)
         self.learned_workspace_rate = max(
             SLACK_WORKSPACE_MIN_RATE, self.learned_workspace_rate * SLACK_WORKSPACE_DECREASE
