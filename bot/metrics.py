@@ -30,6 +30,7 @@ class StateGauges:
     parked_subscriptions: int
     store_lag_s: float  # age of the oldest file the worker has not processed yet; 0 when idle
     heartbeat_age_s: float
+    oldest_pending_age_s: float = 0.0  # how long the oldest waiting delivery has waited
 
 
 class _StateCollector(Collector):
@@ -63,6 +64,11 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "newsbot_heartbeat_age_seconds", "Seconds since the worker last made progress.",
             value=gauges.heartbeat_age_s,
+        )
+        yield GaugeMetricFamily(
+            "newsbot_oldest_pending_delivery_age_seconds",
+            "How long the oldest delivery still waiting has waited (0 when none waits).",
+            value=gauges.oldest_pending_age_s,
         )
 
 

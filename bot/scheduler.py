@@ -148,6 +148,7 @@ class Lane:
         self._ready = _Heap()  # keyed by when the channel was last served
         self._waiting = _Heap()  # keyed by when it may go
         self._busy: set[str] = set()
+        self._waiting_for_rows: set[str] = set()  # waiting for a row's retry time, not a bucket
         self._last_served: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._seq = itertools.count()
@@ -183,6 +184,7 @@ class Lane:
         """Ready now, or waiting until `at`."""
         self._ready.discard(channel)
         self._waiting.discard(channel)
+        self._waiting_for_rows.discard(channel)
         now = self._clock.monotonic()
         if at <= now:
             self._ready.push(self._last_served.get(channel, 0.0), next(self._seq), channel)
@@ -193,6 +195,7 @@ class Lane:
         """Nothing left for the channel: it leaves memory (and comes back first in line)."""
         self._ready.discard(channel)
         self._waiting.discard(channel)
+        self._waiting_for_rows.discard(channel)
         self._queues.pop(channel, None)
         self._last_served.pop(channel, None)
 
@@ -208,13 +211,14 @@ class Lane:
         channel = work.channel
         if channel in self._busy or channel in self._ready:
             return
-        at = self._mono_of(work.next_attempt_at)
         current = self._waiting.time_of(channel)
+        if current is not None and channel not in self._waiting_for_rows:
+            return  # waiting for its bucket: its rows are read when its turn comes
+        at = self._mono_of(work.next_attempt_at)
         if current is not None and current <= at:
             return
-        # New to the lane, or a row came that may go sooner than the wait the channel was on
-        # (if that wait was its pacing, the pacer is asked again when the channel is popped).
-        self._queues.pop(channel, None)  # read afresh: rows may have been added or held
+        # New to the lane, or a row came that may go sooner than the one it waited for.
+        self._queues.pop(channel, None)
         self._place(channel, at)
 
     async def _refill(self, channel: str) -> bool:
@@ -230,8 +234,12 @@ class Lane:
         next_at = await self._outbox.next_attempt_at(self.platform, channel)
         if next_at is None:
             self._retire(channel)
-        else:
-            self._place(channel, self._mono_of(next_at))
+            return False
+        self._place(channel, self._mono_of(next_at))
+        if channel in self._waiting:
+            # Nothing to send until then: idle meanwhile, so it comes back first in line.
+            self._waiting_for_rows.add(channel)
+            self._last_served.pop(channel, None)
         return False
 
     # --- the loop ------------------------------------------------------------------------
@@ -265,23 +273,31 @@ class Lane:
 
     async def _send(self, channel: str, row: Delivery) -> None:
         try:
-            attempt = await self._deliverer.attempt(row)
+            try:
+                attempt = await self._deliverer.attempt(row)
+            except Exception:
+                # The database failed under the attempt (the send itself maps its errors).
+                # The row is still pending or sending: it is tried again, and resolved at the
+                # latest at the next start.
+                log.exception("delivery attempt for %s failed", row.key)
+                attempt = Attempt(Outcome.RETRY, reason="internal error")
+            await self._after(channel, attempt)
         except Exception:
-            # The database failed under the attempt (the send itself maps its errors). The row
-            # is still pending or sending: it is tried again, and resolved at the latest at the
-            # next start.
-            log.exception("delivery attempt for %s failed", row.key)
-            attempt = Attempt(Outcome.RETRY, reason="internal error")
+            log.exception("could not read the next rows of %s:%s", self.platform, channel)
+            self._queues.pop(channel, None)
+            self._place(channel, self._clock.monotonic() + ERROR_PAUSE_S)
         finally:
+            # Still busy until it is placed, so that discovery never places it twice.
             self._busy.discard(channel)
             self._wake.set()
-        self._after(channel, attempt)
 
-    def _after(self, channel: str, attempt: Attempt) -> None:
+    async def _after(self, channel: str, attempt: Attempt) -> None:
+        """Learn from the answer, then put the channel where it belongs: waiting for its
+        bucket, ready, or (nothing left to send now) waiting for its next row, or gone."""
         now = self._clock.monotonic()
         self.pacer.answered(channel, attempt.rate, now)
-        self._last_served[channel] = now
         self._count(attempt.outcome)
+        self._prune(now)
         outcome = attempt.outcome
         if outcome is Outcome.PLATFORM_STOPPED:
             self.stopped_reason = attempt.reason or "the platform refused our credentials"
@@ -289,10 +305,15 @@ class Lane:
         if outcome is Outcome.PARKED:
             self._retire(channel)
             return
+        self._last_served[channel] = now
         if outcome is Outcome.RATE_LIMITED:
-            # The channel's rows were held in the outbox: read them afresh after the wait.
+            # The channel's rows were held in the outbox: read afresh once the wait is over.
             self._queues.pop(channel, None)
-        self._place(channel, self.pacer.channel_ready_at(channel, now))
+        elif not self._queues.get(channel) and not await self._refill(channel):
+            return  # nothing due now: `_refill` put it to wait for its next row, or retired it
+        self._place(channel, self.pacer.channel_ready_at(channel, self._clock.monotonic()))
+
+    def _prune(self, now: float) -> None:
         self._sends_since_prune += 1
         if self._sends_since_prune >= PRUNE_EVERY_SENDS:
             self._sends_since_prune = 0

@@ -113,11 +113,13 @@ async def _start_http(
     async def metrics_text() -> str:
         counts = await parts.state.outbox.counts()
         parked = sum(1 for s in await parts.state.subscriptions() if s.is_parked)
+        oldest = await parts.state.outbox.oldest_pending_since()
         gauges = StateGauges(
             deliveries={(p, str(s)): n for (p, s), n in counts.items()},
             parked_subscriptions=parked,
             store_lag_s=await parts.worker.store_lag_s(),
             heartbeat_age_s=parts.clock.monotonic() - parts.worker.last_heartbeat_s,
+            oldest_pending_age_s=max(0.0, parts.clock.time() - oldest) if oldest else 0.0,
         )
         return render_prometheus(parts.metrics, gauges)
 

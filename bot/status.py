@@ -28,7 +28,7 @@ class BadFile:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    worker: str  # "running", "stopped" or "not seen"
+    worker: str  # "running", "stopped" (cleanly) or "not running" (no recent heartbeat)
     heartbeat_age_s: float | None
     deliveries: dict[str, dict[str, int]]  # platform -> state -> rows
     oldest_pending_age_s: float | None
@@ -54,7 +54,7 @@ async def read_status(state: State, now_s: float) -> Status:
     elif beat is not None and now_s - beat <= MAX_HEARTBEAT_AGE_S:
         worker = "running"
     else:
-        worker = "not seen"
+        worker = "not running"
     return Status(
         worker=worker,
         heartbeat_age_s=None if beat is None else max(0.0, now_s - beat),

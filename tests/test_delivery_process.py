@@ -153,6 +153,21 @@ async def test_run_once_exits_75_naming_what_is_left_and_why(
                for line in left)
     assert slack.messages(SLACK_CHANNEL) == []
 
+    # `newsbot status` tells the same story, for a person and as JSON.
+    shown = await BotProcess.spawn("status", "--config", str(config))
+    assert await shown.finish() == 0, shown.stderr
+    assert "worker: not running" in shown.stdout  # a --once run keeps no heartbeat
+    assert "slack    pending 1, parked 1" in shown.stdout
+    assert f"slack:{SLACK_ARCHIVED}: Slack refused channel {SLACK_ARCHIVED}: is_archived" in (
+        shown.stdout
+    )
+    as_json = await BotProcess.spawn("status", "--json", "--config", str(config))
+    assert await as_json.finish() == 0
+    facts = json.loads(as_json.stdout)
+    assert facts["deliveries"] == {"slack": {"pending": 1, "parked": 1}}
+    assert facts["next_due_in_s"] > 500 and facts["oldest_pending_age_s"] < 60
+    assert [p["target"] for p in facts["parked"]] == [f"slack:{SLACK_ARCHIVED}"]
+
     # Nothing due is left once the wait is over and the channel fixed: exit 0.
     with sqlite3.connect(tmp_path / "newsbot.db") as conn:
         conn.execute("UPDATE deliveries SET next_attempt_at = 0 WHERE state = 'pending'")

@@ -91,6 +91,7 @@ async def started(
     environ: Mapping[str, str] | None = None,
     login_attempts: int = 1,
     config: DiscordConfig | None = None,
+    post_timeout_s: float = 30.0,
 ) -> AsyncIterator[DiscordNotifier]:
     env = dict(environ or {})
     notifier = DiscordNotifier(
@@ -99,6 +100,7 @@ async def started(
         RenderStyle(),
         env.get,
         login_attempts=login_attempts,
+        post_timeout_s=post_timeout_s,
     )
     try:
         await notifier.start()
@@ -189,6 +191,20 @@ async def test_connection_reset_and_503_are_transient(fake: FakeDiscord) -> None
     assert "ClientOSError" in reset.value.reason and reset.value.retry_after_s is None
     assert "503" in unavailable.value.reason
     assert fake.messages(CHANNEL) == [] and fake.messages(OTHER_CHANNEL) == []
+
+
+async def test_an_answer_that_never_comes_is_a_timeout_that_may_have_posted(
+    fake: FakeDiscord,
+) -> None:
+    held = fake.hold("POST", f"/channels/{CHANNEL}/messages")  # stored, but no answer
+    async with started(fake, post_timeout_s=0.3) as notifier:
+        with pytest.raises(TransientError) as info:
+            await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
+        held.release()
+        # The retry carries the same nonce: Discord answers with the post it already has.
+        ref = await notifier.send(key(CHANNEL), str(CHANNEL), make_article())
+    assert "TimeoutError" in info.value.reason and info.value.maybe_sent
+    assert [m["id"] for m in fake.messages(CHANNEL)] == [ref.message_id]
 
 
 @pytest.mark.parametrize("code", [50001, 50013])

@@ -47,6 +47,7 @@ def test_every_metric_keeps_its_name_type_and_labels() -> None:
         parked_subscriptions=2,
         store_lag_s=1.5,
         heartbeat_age_s=0.25,
+        oldest_pending_age_s=42.0,
     )
     text = render_prometheus(metrics, gauges)
     found = families(text)
@@ -65,6 +66,7 @@ def test_every_metric_keeps_its_name_type_and_labels() -> None:
         "newsbot_parked_subscriptions": "gauge",
         "newsbot_store_lag_seconds": "gauge",
         "newsbot_heartbeat_age_seconds": "gauge",
+        "newsbot_oldest_pending_delivery_age_seconds": "gauge",
     }
     assert value(text, "newsbot_delivery_outcomes_total", platform="slack", outcome="sent") == 1
     assert value(text, "newsbot_delivery_outcomes_total", platform="slack", outcome="retry") == 1
@@ -78,6 +80,7 @@ def test_every_metric_keeps_its_name_type_and_labels() -> None:
     assert value(text, "newsbot_parked_subscriptions") == 2
     assert value(text, "newsbot_store_lag_seconds") == 1.5
     assert value(text, "newsbot_heartbeat_age_seconds") == 0.25
+    assert value(text, "newsbot_oldest_pending_delivery_age_seconds") == 42.0
 
 
 def test_gauges_are_read_at_each_scrape() -> None:
