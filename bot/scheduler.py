@@ -364,18 +364,30 @@ class Lane:
         waiting_at = self._waiting.peek_time()
         if waiting_at is not None:
             wake_at = min(wake_at, waiting_at)
-        if horizon_s is not None and not self._busy and not len(self._ready):
+        if horizon_s is not None and not self._busy:
             if not self._looked_since_send:
                 # Before calling it done, look once more for rows added meanwhile.
                 self._discover_at = float("-inf")
                 return False
-            if waiting_at is None or waiting_at > now + horizon_s:
+            next_send = self._next_possible_send(now, waiting_at)
+            if next_send is None or next_send > now + horizon_s:
                 return True
-            # Only timers are left, all within the horizon: sleep until the first.
-            wake_at = waiting_at
+            # Nothing in flight: only timers are left, all within the horizon.
+            wake_at = next_send
         self._wake.clear()
         await self._timer.wait(self._wake, max(0.0, wake_at - now), busy=bool(self._busy))
         return False
+
+    def _next_possible_send(self, now: float, waiting_at: float | None) -> float | None:
+        """The earliest moment a send could start, as far as the lane knows now."""
+        if len(self._ready):
+            earliest = now
+        elif waiting_at is not None:
+            earliest = waiting_at
+        else:
+            return None
+        # A platform-wide wait (a global 429, Slack's workspace) holds every channel.
+        return max(earliest, self.pacer.platform_ready_at(now))
 
     async def finish_in_flight(self, grace_s: float) -> bool:
         """Let sends in flight finish (at most `grace_s`); False when some were cut off (their

@@ -16,7 +16,7 @@ from bot.articles import Article, parse_article
 from bot.delivery import Deliverer, RetryPolicy
 from bot.outbox import DeliveryState
 from bot.pacing import DISCORD_GLOBAL_HEADROOM, DiscordPacing, Pacer, SlackPacing, Unpaced
-from bot.platforms.base import Notifier
+from bot.platforms.base import Notifier, RateLimit, SentRef
 from bot.routing import Routing
 from bot.scheduler import Scheduler
 from bot.state import State
@@ -243,6 +243,37 @@ async def test_a_bounded_run_waits_out_short_waits_and_names_what_is_left(
     assert reasons[gone.channel].startswith("parked: 404 Unknown Channel")
     [row] = await world.state.outbox.rows_for("console", short.channel)
     assert row.state is DeliveryState.SENT
+
+
+class RefusingSlack(SimulatedPlatform):
+    """Slack answering its first `refusals` posts with a long 429."""
+
+    refusals: int = 2
+
+    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+        if self.refusals:
+            self.refusals -= 1
+            raise self._refuse(
+                channel, delivery_key, self.clock.monotonic(), RateLimit(retry_after_s=600.0)
+            )
+        return await super().send(delivery_key, channel, article)
+
+
+async def test_a_bounded_run_does_not_wait_out_a_platform_wide_wait_beyond_its_horizon(
+    world: World,
+) -> None:
+    platform = RefusingSlack(world.clock, name="slack", per_channel=1, global_per_s=None,
+                             send_headers=False)
+    channels = await world.channels("slack", 3)
+    await world.route(world.articles(1), channels)
+    started = world.clock.monotonic()
+    left = await world.scheduler(platform, SlackPacing(200.0)).drain(
+        asyncio.Event(), max_wait_s=5.0
+    )
+    # Two channels refused within seconds: the workspace waits 600 s, beyond this run's 5.
+    assert len(platform.refused()) == 2 and platform.sent() == []
+    assert world.clock.monotonic() - started < 5.0
+    assert sorted(item.channel for item in left) == sorted(c.channel for c in channels)
 
 
 async def test_a_running_scheduler_picks_up_new_rows_when_told(world: World) -> None:
