@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -161,8 +161,11 @@ class Deliverer:
         """The article changed: render it afresh from the state next time."""
         self._articles.pop(key, None)
 
-    async def attempt(self, delivery: Delivery) -> Attempt:
-        """Send one row, record what came of it, and say so."""
+    async def attempt(
+        self, delivery: Delivery, before_request: Callable[[], Awaitable[None]] | None = None
+    ) -> Attempt:
+        """Send one row, record what came of it, and say so. `before_request` is awaited
+        right before the platform is asked (the scheduler's platform-wide pacing)."""
         notifier = self._notifiers[delivery.platform]
         article = await self._article(delivery.article_key)
         if article is None:
@@ -175,6 +178,8 @@ class Deliverer:
                 return found
         if not await self._outbox.mark_sending(delivery.id):
             return Attempt(Outcome.SKIPPED)
+        if before_request is not None:
+            await before_request()
         started = self._clock.monotonic()
         try:
             ref = await notifier.send(delivery.key, delivery.channel, article)

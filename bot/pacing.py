@@ -2,8 +2,9 @@
 
 Pure logic on a passed monotonic `now` (seconds): nothing here sleeps, reads a clock or does
 I/O. The scheduler asks `platform_ready_at` and `channel_ready_at` before a send, reports
-`dispatched` as it starts one and `answered` with what the platform said (a `RateLimit` read
-from its headers, or None), and waits on a timer for whatever is not ready. The aim is to pace
+`dispatched` as it starts one, `take_platform` as its request leaves, and `answered` with what
+the platform said (a `RateLimit` read from its headers, or None), and waits on a timer for
+whatever is not ready. The aim is to pace
 from what a platform says *before* it says no: a 429 still happens at times, but a bucket that
 answered 429 gets nothing more until the wait it named is over.
 
@@ -35,7 +36,13 @@ class Pacer(Protocol):
         ...
 
     def dispatched(self, channel: str, now: float) -> None:
-        """A send to `channel` starts now: it takes its budget from every bucket it uses."""
+        """A send to `channel` is on its way: it takes the channel's bucket's budget."""
+        ...
+
+    def take_platform(self, now: float) -> None:
+        """A request leaves now: it takes its share of the platform-wide budget. Taken at the
+        last moment before the request, so that whatever delays a send before it (the
+        database, the event loop) cannot bunch requests up beyond the platform's limit."""
         ...
 
     def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
@@ -111,6 +118,9 @@ class Unpaced:
         return now
 
     def dispatched(self, channel: str, now: float) -> None:
+        return None
+
+    def take_platform(self, now: float) -> None:
         return None
 
     def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
@@ -220,8 +230,10 @@ class DiscordPacing:
         return now if bucket is None else bucket.ready_at(now)
 
     def dispatched(self, channel: str, now: float) -> None:
-        self._global.take(now)
         self._bucket(channel).dispatched()
+
+    def take_platform(self, now: float) -> None:
+        self._global.take(now)
 
     def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
         bucket = self._bucket(channel)
@@ -310,6 +322,8 @@ class SlackPacing:
 
     def dispatched(self, channel: str, now: float) -> None:
         self._pace(channel, now).bucket.take(now)
+
+    def take_platform(self, now: float) -> None:
         self._workspace.take(now)
 
     def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:

@@ -9,9 +9,12 @@ article's published time). A channel is in exactly one place at a time:
     waiting  on a timer: its bucket is spent, or its next row's retry time has not come
     busy     a send is in flight (one per channel at a time: order and the channel's limit)
 
-A send slot is taken only at the moment of sending, so a spent bucket never holds one. What the
-platform says back (`Attempt.rate`) goes to the lane's pacer (bot/pacing.py), which decides when
-that channel and the platform may go again. Waits the platform imposes by refusing (429) are
+A send slot is taken only at the moment of sending, so a spent bucket never holds one. The
+platform-wide budget (Discord's global limit, Slack's workspace) is taken at a gate right before
+the request leaves, after the row is claimed in the database, so that a slow moment there cannot
+bunch requests together at the platform's end. What the platform says back (`Attempt.rate`) goes
+to the lane's pacer (bot/pacing.py), which decides when that channel and the platform may go
+again. Waits the platform imposes by refusing (429) are
 also written to the outbox by delivery, so they survive a restart.
 """
 
@@ -43,6 +46,10 @@ DISCOVERY_INTERVAL_S = 5.0
 # Sends a lane has in flight at most (channels are one at a time each).
 DEFAULT_MAX_IN_FLIGHT = 32
 PRUNE_EVERY_SENDS = 500
+# Sends dispatched but not yet through the platform gate, at most: enough to keep the gate busy
+# while the next row is claimed, few enough that a channel that was idle waits for no more than
+# this many requests ahead of it.
+GATE_DEPTH = 2
 # After the database failed between sends.
 ERROR_PAUSE_S = 1.0
 
@@ -124,6 +131,26 @@ class _Heap:
         return channel in self.live
 
 
+class _GatePass:
+    """One send's way through its lane's platform gate: counted from dispatch until it has
+    passed (or has no request to make after all)."""
+
+    def __init__(self, lane: Lane) -> None:
+        self._lane = lane
+        self._counted = True
+        lane._before_gate += 1
+
+    async def __call__(self) -> None:
+        await self._lane.pass_gate()
+        self.leave()
+
+    def leave(self) -> None:
+        if self._counted:
+            self._counted = False
+            self._lane._before_gate -= 1
+            self._lane._wake.set()
+
+
 class Lane:
     """One platform's queues, pacing and sends."""
 
@@ -156,6 +183,11 @@ class Lane:
         self._discover_at = float("-inf")
         self._sends_since_prune = 0
         self._looked_since_send = False
+        self._gate_lock = asyncio.Lock()  # first come, first through
+        # A send finished or reached the gate (what a virtual timer's gate wait waits for).
+        self._gate_wake = asyncio.Event()
+        self._before_gate = 0
+        self._at_gate = 0
         self.stats = LaneStats()
         self.stopped_reason: str | None = None
 
@@ -267,14 +299,16 @@ class Lane:
         self._looked_since_send = False
         self.pacer.dispatched(channel, now)
         self._busy.add(channel)
-        task = asyncio.create_task(self._send(channel, row), name=f"send {row.key}")
+        # Counted as before the gate from now, not from when the task first runs.
+        gate = _GatePass(self)
+        task = asyncio.create_task(self._send(channel, row, gate), name=f"send {row.key}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, channel: str, row: Delivery) -> None:
+    async def _send(self, channel: str, row: Delivery, gate: _GatePass) -> None:
         try:
             try:
-                attempt = await self._deliverer.attempt(row)
+                attempt = await self._deliverer.attempt(row, gate)
             except Exception:
                 # The database failed under the attempt (the send itself maps its errors).
                 # The row is still pending or sending: it is tried again, and resolved at the
@@ -287,9 +321,30 @@ class Lane:
             self._queues.pop(channel, None)
             self._place(channel, self._clock.monotonic() + ERROR_PAUSE_S)
         finally:
+            gate.leave()
             # Still busy until it is placed, so that discovery never places it twice.
             self._busy.discard(channel)
             self._wake.set()
+            self._gate_wake.set()
+
+    async def pass_gate(self) -> None:
+        """Wait for the platform-wide budget, in turn, and take it."""
+        self._at_gate += 1
+        self._gate_wake.set()  # one more idle at the gate: the waiter there looks again
+        try:
+            async with self._gate_lock:
+                while True:
+                    now = self._clock.monotonic()
+                    at = self.pacer.platform_ready_at(now)
+                    if at <= now:
+                        self.pacer.take_platform(now)
+                        return
+                    # Busy: other sends are doing their work (only sends waiting here idle).
+                    busy = len(self._busy) > self._at_gate
+                    self._gate_wake.clear()
+                    await self._timer.wait(self._gate_wake, at - now, busy=busy)
+        finally:
+            self._at_gate -= 1
 
     async def _after(self, channel: str, attempt: Attempt) -> None:
         """Learn from the answer, then put the channel where it belongs: waiting for its
@@ -355,7 +410,11 @@ class Lane:
             return False
         self._promote(now)
         wake_at = self._discover_at
-        if len(self._ready) and len(self._busy) < self._max_in_flight:
+        if (
+            len(self._ready)
+            and len(self._busy) < self._max_in_flight
+            and self._before_gate < GATE_DEPTH
+        ):
             platform_at = self.pacer.platform_ready_at(now)
             if platform_at <= now:
                 await self._dispatch_one(now)

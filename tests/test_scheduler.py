@@ -128,10 +128,10 @@ async def test_a_channel_that_was_idle_is_served_next_during_a_backlog(world: Wo
     routed_at: list[float] = []
 
     async def a_new_article_arrives(request_number: int) -> None:
-        fresh = arrivals.get(request_number)
+        fresh = arrivals.pop(request_number, None)
         if fresh is not None:  # well into the drain, and again after it was served
-            routed_at.append(world.clock.monotonic())
             await world.route(fresh, [quiet])
+            routed_at.append(world.clock.monotonic())  # it has arrived once it is routed
             scheduler.notify()
 
     platform.on_send = a_new_article_arrives
@@ -271,9 +271,13 @@ async def test_a_bounded_run_does_not_wait_out_a_platform_wide_wait_beyond_its_h
         asyncio.Event(), max_wait_s=5.0
     )
     # Two channels refused within seconds: the workspace waits 600 s, beyond this run's 5.
-    assert len(platform.refused()) == 2 and platform.sent() == []
+    # (The third channel's post may have left before the second refusal came back.)
+    assert len(platform.refused()) == 2
+    assert all(r.at < started + 5.0 for r in platform.requests)
     assert world.clock.monotonic() - started < 5.0
-    assert sorted(item.channel for item in left) == sorted(c.channel for c in channels)
+    refused = {r.channel for r in platform.refused()}
+    assert refused <= {item.channel for item in left}
+    assert len(left) + len(platform.sent()) == 3
 
 
 async def test_a_running_scheduler_picks_up_new_rows_when_told(world: World) -> None:
