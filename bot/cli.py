@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from bot.config import PLATFORMS, Config, ConfigError, SubscriptionSpec, find_config
+from bot.config import Config, ConfigError, SubscriptionSpec, find_config
 from bot.logs import configure_logging
+from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES
 from bot.printable import json_text, printable
 
 log = logging.getLogger("bot")
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     subs_sub = subs.add_subparsers(dest="action", required=True)
     with_config(subs_sub.add_parser("list", help="list subscriptions"))
     add = with_config(subs_sub.add_parser("add", help="add (or update) a subscription"))
-    add.add_argument("--platform", required=True, choices=PLATFORMS)
+    add.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
     add.add_argument("--channel", required=True, help="the platform's channel id")
     add.add_argument("--topic", action="append", default=[], help="repeatable; none: all")
     add.add_argument("--min-quality", type=float)
@@ -82,13 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--max-age-days", type=float)
     remove = with_config(subs_sub.add_parser("remove", help="remove subscriptions"))
     remove.add_argument("--id", type=int, help="the id shown by `subscriptions list`")
-    remove.add_argument("--platform", choices=PLATFORMS)
+    remove.add_argument("--platform", choices=PLATFORM_NAMES)
     remove.add_argument("--channel")
     remove.add_argument("--topic", help="remove only this topic (default: all of the channel's)")
 
     preview = with_config(sub.add_parser("preview", help="show what would be sent for a file"))
     preview.add_argument("file")
-    preview.add_argument("--platform", choices=PLATFORMS, default="console")
+    preview.add_argument("--platform", choices=PLATFORM_NAMES, default=DEFAULT_PLATFORM)
     return parser
 
 
@@ -263,7 +264,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
 
 def _preview(config: Config, path: Path, platform: str, out: TextIO) -> int:
     from bot.articles import ArticleError, parse_article
-    from bot.render import render_preview
+    from bot.platforms.registry import render_preview
 
     try:
         article = parse_article(path.read_bytes(), str(path), config.store.max_file_bytes)

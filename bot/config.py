@@ -13,11 +13,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES, PLATFORMS
 from bot.render.style import RenderStyle
 
 DEFAULT_MIN_QUALITY = 40.0
 DEFAULT_CONFIG_ENV = "NEWSBOT_CONFIG"
-PLATFORMS = ("console", "discord", "slack")
 
 
 class ConfigError(Exception):
@@ -117,7 +117,9 @@ def embedded_default(cwd: Path) -> Config:
     return Config(
         store=StoreConfig(path=cwd / "seeds"),
         database=DatabaseConfig(path=cwd / "newsbot.db"),
-        subscriptions=(SubscriptionSpec(platform="console", channel="terminal", backfill=50),),
+        subscriptions=(
+            SubscriptionSpec(platform=DEFAULT_PLATFORM, channel="terminal", backfill=50),
+        ),
     )
 
 
@@ -225,12 +227,12 @@ def _subscription(table: Any, index: int, source: str) -> SubscriptionSpec:
             "providers_include", "providers_exclude", "keywords", "max_age_days",
         }
     )
-    platform = r.string("platform", None, PLATFORMS)
+    platform = r.string("platform", None, PLATFORM_NAMES)
     channel = r.string("channel", None)
     if platform is None or not channel:
         raise ConfigError(
             f"{source}: `subscriptions[{index}]` needs `platform` (one of "
-            f"{', '.join(PLATFORMS)}) and `channel` (the platform's channel id)"
+            f"{', '.join(PLATFORM_NAMES)}) and `channel` (the platform's channel id)"
         )
     return SubscriptionSpec(
         platform=platform,
@@ -312,8 +314,9 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
     top.check_unknown(
         {
             "min_quality", "include_unscored", "max_age_days", "store", "database",
-            "subscriptions", "render", "logging", "discord", "slack", "http",
+            "subscriptions", "render", "logging", "http",
         }
+        | {spec.config_section for spec in PLATFORMS.values() if spec.config_section}
     )
     store_r = _Reader(top.table_of("store"), "store.", source)
     store_r.check_unknown(
@@ -446,29 +449,14 @@ def read_secret(name: str, environ: Mapping[str, str]) -> str | None:
     return value
 
 
-SECRET_VARIABLES = (
-    "DISCORD_TOKEN",
-    "SLACK_BOT_TOKEN",
-    "SLACK_APP_TOKEN",
-    "SLACK_SIGNING_SECRET",
-)
-
-
-WEBHOOK_PREFIX = "webhook:"
-
-
-def webhook_env_name(platform: str, name: str) -> str:
-    """The variable holding a webhook target's URL: on Discord, `webhook:eng-news` reads
-    `DISCORD_WEBHOOK_ENG_NEWS` (or `_FILE`); other characters than letters and digits become
-    `_`, so the name is a valid variable name."""
-    return f"{platform.upper()}_WEBHOOK_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}"
-
-
-def webhook_variable(platform: str, channel: str) -> str | None:
-    """The variable for a subscription's channel, when it is a webhook target."""
-    if not channel.startswith(WEBHOOK_PREFIX):
-        return None
-    return webhook_env_name(platform, channel.removeprefix(WEBHOOK_PREFIX))
+def secret_variables(config: Config) -> list[str]:
+    """Every secret the platforms may read, and the webhook variables the config names."""
+    names = [secret.variable for spec in PLATFORMS.values() for secret in spec.secrets]
+    for sub in config.subscriptions:
+        variable = PLATFORMS[sub.platform].webhook_variable(sub.channel)
+        if variable and variable not in names:
+            names.append(variable)
+    return names
 
 
 def describe_secret(name: str, environ: Mapping[str, str]) -> str:
@@ -531,32 +519,24 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
             + (f"{spec.min_quality:g}" if spec.min_quality is not None else "(global)"),
             f"backfill = {spec.backfill}",
         ]
-    secrets = list(SECRET_VARIABLES)
-    for spec in config.subscriptions:
-        variable = webhook_variable(spec.platform, spec.channel)
-        if variable:
-            secrets.append(variable)
     lines.append("# secrets (values never shown)")
-    lines += [f"#   {describe_secret(name, environ)}" for name in secrets]
+    lines += [f"#   {describe_secret(name, environ)}" for name in secret_variables(config)]
     return "\n".join(lines) + "\n"
 
 
 def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
     """Secrets the configured subscriptions need but cannot get, each with the fix."""
     needs: dict[str, str] = {}
-    for spec in config.subscriptions:
-        variable = webhook_variable(spec.platform, spec.channel)
-        if variable:
-            needs[variable] = f"the {spec.platform} webhook target {spec.channel!r}"
-        elif spec.platform == "discord":
-            needs["DISCORD_TOKEN"] = "discord subscriptions"
-        elif spec.platform == "slack":
-            needs["SLACK_BOT_TOKEN"] = "slack subscriptions"
-    if any(s.platform == "slack" for s in config.subscriptions):
-        if config.slack.commands == "socket":
-            needs["SLACK_APP_TOKEN"] = 'slack.commands = "socket"'
-        elif config.slack.commands == "http":
-            needs["SLACK_SIGNING_SECRET"] = 'slack.commands = "http"'
+    for sub in config.subscriptions:
+        spec = PLATFORMS[sub.platform]
+        secret = spec.channel_secret(sub.channel)
+        if secret is not None:
+            needs.setdefault(secret.variable, secret.missing())
+    for name in dict.fromkeys(sub.platform for sub in config.subscriptions):
+        spec = PLATFORMS[name]
+        plan = spec.plan_commands(config, lambda variable: True)
+        if plan.secret is not None and plan.secret in spec.command_secrets:
+            needs.setdefault(plan.secret.variable, plan.secret.missing())
     problems = []
     for variable, why in needs.items():
         try:
@@ -565,5 +545,5 @@ def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
             problems.append(str(exc))
             continue
         if not value:
-            problems.append(f"{why}: set {variable} (or {variable}_FILE) in the environment")
+            problems.append(why)
     return problems

@@ -1,5 +1,6 @@
 """Which platform notifiers a configuration needs, built (but not started) from the config and
-the environment. The SDKs are imported only for the platforms in use."""
+the environment, and how each platform is paced. The platforms come from the registry; their
+SDKs are imported only for the platforms in use."""
 
 from __future__ import annotations
 
@@ -9,14 +10,11 @@ from typing import TextIO
 
 from bot.clock import Clock
 from bot.config import Config, ConfigError, read_secret
-from bot.pacing import DiscordPacing, Pacer, SlackPacing, Unpaced
+from bot.pacing import Pacer, Unpaced
 from bot.platforms.base import Notifier
-from bot.platforms.console import ConsoleNotifier
+from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORMS, NotifierContext
 
 log = logging.getLogger(__name__)
-
-SLACK_TOKEN_VARS = ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN_FILE")
-DISCORD_TOKEN_VAR = "DISCORD_TOKEN"
 
 
 def build_notifiers(
@@ -26,49 +24,34 @@ def build_notifiers(
     clock: Clock,
     platforms_in_db: Collection[str] = (),
 ) -> dict[str, Notifier]:
-    """The console always; Slack and Discord when a subscription (config or database) targets
-    them or their token is set. A platform that is wanted but has no token is a ConfigError
-    naming the variable to set."""
-    notifiers: dict[str, Notifier] = {"console": ConsoleNotifier(out, config.render)}
+    """The terminal always; any other platform when a subscription (config or database) targets
+    it or its bot secret is set. A platform that is wanted but has no bot secret is a
+    ConfigError naming the variable to set."""
     wanted = {s.platform for s in config.subscriptions} | set(platforms_in_db)
-    if "slack" in wanted or any(environ.get(name) for name in SLACK_TOKEN_VARS):
-        from bot.platforms.slack import create_slack_notifier
-
-        notifiers["slack"] = create_slack_notifier(config.slack, config.render, environ, clock)
-    discord = _build_discord(config, environ, wanted)
-    if discord is not None:
-        notifiers["discord"] = discord
+    notifiers: dict[str, Notifier] = {}
+    for spec in PLATFORMS.values():
+        secret = spec.bot_secret
+        token = read_secret(secret.variable, environ) if secret else None
+        if spec.name != DEFAULT_PLATFORM and spec.name not in wanted and token is None:
+            continue
+        if secret is not None and token is None:
+            raise ConfigError(secret.missing())
+        context = NotifierContext(config, token, environ, out, clock)
+        notifiers[spec.name] = spec.create_notifier(context)
     return notifiers
-
-
-def _build_discord(
-    config: Config, environ: Mapping[str, str], wanted: Collection[str]
-) -> Notifier | None:
-    token = read_secret(DISCORD_TOKEN_VAR, environ)
-    if token is None:
-        if "discord" in wanted:
-            raise ConfigError(
-                f"subscriptions target Discord but no bot token is set: set {DISCORD_TOKEN_VAR} "
-                f"(or {DISCORD_TOKEN_VAR}_FILE) to the bot's token (see docs/discord.md)"
-            )
-        return None
-    from bot.platforms.discord import create_discord_notifier
-
-    return create_discord_notifier(token, config.discord, config.render, environ)
 
 
 def build_pacers(config: Config, platforms: Collection[str]) -> dict[str, Pacer]:
     """Each platform's pacing, from its configured ceilings."""
     pacers: dict[str, Pacer] = {}
     for platform in platforms:
-        if platform == "discord":
-            pacers[platform] = DiscordPacing(config.discord.global_rate)
-        elif platform == "slack":
-            pacers[platform] = SlackPacing(config.slack.workspace_rate)
-        else:
-            pacers[platform] = Unpaced()
+        spec = PLATFORMS.get(platform)
+        pacers[platform] = spec.make_pacer(config) if spec else Unpaced()
     return pacers
 
 
-# Sends in flight per platform at most. The terminal prints one at a time, in order.
-MAX_IN_FLIGHT = {"console": 1}
+# Sends in flight per platform at most, where a platform sets its own (the terminal prints one
+# at a time, in order); the scheduler's default elsewhere.
+MAX_IN_FLIGHT = {
+    spec.name: spec.max_in_flight for spec in PLATFORMS.values() if spec.max_in_flight is not None
+}

@@ -4,6 +4,7 @@ Mode or HTTP endpoint) and the HTTP face (health, readiness, metrics)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 
 from bot.clock import Clock
 from bot.commands import Commands
-from bot.config import Config
+from bot.config import Config, ConfigError, read_secret
 from bot.delivery import Deliverer
 from bot.metrics import Metrics, StateGauges, render_prometheus
 from bot.platforms.base import Notifier
+from bot.platforms.registry import PLATFORMS, CommandEndpoint, ReceiverContext
 from bot.state import State
 from bot.worker import Worker, routing_defaults
 
@@ -45,56 +47,44 @@ class Parts:
 async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> RunningBot:
     """Start the receivers and the HTTP server; `stack` closes them, receivers first."""
     commands = Commands(parts.state, routing_defaults(parts.config), parts.clock)
-    await _start_discord_gateway(parts, commands, stack)
-    slash = await _start_slack_commands(parts, commands, stack)
-    if not (parts.config.http.enabled or slash is not None):
+    endpoint = await _start_receivers(parts, commands, stack)
+    if not (parts.config.http.enabled or endpoint is not None):
         return RunningBot()
-    return await _start_http(parts, slash, stack)
+    return await _start_http(parts, endpoint, stack)
 
 
-async def _start_discord_gateway(
+async def _start_receivers(
     parts: Parts, commands: Commands, stack: contextlib.AsyncExitStack
-) -> None:
-    discord = parts.notifiers.get("discord")
-    if discord is None or not parts.config.discord.commands:
-        return
-    from bot.platforms.discord import DiscordNotifier
-    from bot.platforms.discord_commands import DiscordGateway
+) -> CommandEndpoint | None:
+    """Each running platform's command receiver, where its plan says it can run; the one that
+    answers over HTTP, if any, is returned for the HTTP server."""
+    endpoint = None
+    has = functools.partial(_has_secret, parts.environ)
+    for name, notifier in parts.notifiers.items():
+        spec = PLATFORMS.get(name)
+        if spec is None or spec.start_commands is None:
+            continue
+        plan = spec.plan_commands(parts.config, has)
+        if plan.problem:
+            raise ConfigError(plan.problem)
+        if plan.receiver is None or plan.secret is None:
+            continue
+        secret = read_secret(plan.secret.variable, parts.environ)
+        if secret is None:
+            raise ConfigError(plan.secret.missing())
+        context = ReceiverContext(
+            parts.config, notifier, commands, parts.state, parts.clock, plan, secret
+        )
+        endpoint = await spec.start_commands(context, stack) or endpoint
+    return endpoint
 
-    assert isinstance(discord, DiscordNotifier)
-    if not discord.has_bot:
-        return  # webhook targets only: the start-up line said slash commands are off
-    config = parts.config
-    gateway = DiscordGateway(discord, commands, parts.state, config.discord, config.render)
-    await gateway.start()
-    stack.push_async_callback(gateway.aclose)
 
-
-async def _start_slack_commands(
-    parts: Parts, commands: Commands, stack: contextlib.AsyncExitStack
-) -> object | None:
-    """Socket Mode, or the handler for the HTTP endpoint (returned, for the HTTP server)."""
-    slack = parts.notifiers.get("slack")
-    config = parts.config
-    if slack is None or config.slack.commands == "off":
-        return None
-    from bot.platforms.slack import SlackNotifier
-    from bot.platforms.slack_commands import build_slack_commands, start_socket_mode
-
-    assert isinstance(slack, SlackNotifier)
-    handler = build_slack_commands(
-        config.slack, commands, config.render, slack.client, parts.clock
-    )
-    if config.slack.commands == "socket":
-        receiver = await start_socket_mode(config.slack, handler, parts.environ)
-        stack.push_async_callback(receiver.aclose)
-        return None
-    stack.push_async_callback(handler.aclose)
-    return handler
+def _has_secret(environ: Mapping[str, str], variable: str) -> bool:
+    return bool(environ.get(variable) or environ.get(f"{variable}_FILE"))
 
 
 async def _start_http(
-    parts: Parts, slash: object | None, stack: contextlib.AsyncExitStack
+    parts: Parts, endpoint: CommandEndpoint | None, stack: contextlib.AsyncExitStack
 ) -> RunningBot:
     from bot.rejections import RejectionLog
     from bot.web import HttpServer, create_app
@@ -121,17 +111,9 @@ async def _start_http(
         )
         return render_prometheus(parts.metrics, gauges)
 
-    check = None
-    answer = None
-    if slash is not None:
-        from bot.platforms.slack_commands import SlackCommands, request_check, signing_secret
-
-        assert isinstance(slash, SlackCommands)
-        check = request_check(signing_secret(parts.environ), parts.clock)
-        answer = slash.answer
     app = create_app(
-        slash_answer=answer,
-        verify_request=check,
+        slash_answer=endpoint.answer if endpoint else None,
+        verify_request=endpoint.verify if endpoint else None,
         readiness=readiness,
         metrics=metrics_text,
         rejections=RejectionLog(parts.metrics.count_rejection, parts.clock),

@@ -39,7 +39,6 @@ from discord.http import Route
 
 from bot.articles import Article
 from bot.config import ConfigError, DiscordConfig, read_secret
-from bot.config import webhook_env_name as config_webhook_env_name
 from bot.platforms.base import (
     FailureScope,
     PermanentError,
@@ -48,6 +47,7 @@ from bot.platforms.base import (
     SentRef,
     TransientError,
 )
+from bot.platforms.registry import DISCORD
 from bot.render import RenderStyle, render_discord
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,9 @@ def nonce_for(delivery_key: str) -> str:
 
 def webhook_env_name(name: str) -> str:
     """`webhook:eng-news` reads `DISCORD_WEBHOOK_ENG_NEWS` (or `_FILE`)."""
-    return config_webhook_env_name(PLATFORM, name)
+    variable = DISCORD.webhook_variable(WEBHOOK_PREFIX + name)
+    assert variable is not None
+    return variable
 
 
 def _code_label(code: int) -> str:

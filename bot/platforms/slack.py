@@ -28,8 +28,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.articles import Article
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, SlackConfig, read_secret
-from bot.config import webhook_env_name as config_webhook_env_name
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
+from bot.platforms.registry import SLACK
 from bot.render import RenderStyle, render_slack
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,9 @@ def classify_webhook_status(
 
 def webhook_env_name(name: str) -> str:
     """`webhook:eng-news` reads `SLACK_WEBHOOK_ENG_NEWS` (or `_FILE`)."""
-    return config_webhook_env_name(PLATFORM, name)
+    variable = SLACK.webhook_variable(WEBHOOK_PREFIX + name)
+    assert variable is not None
+    return variable
 
 
 def delivery_metadata(delivery_key: str) -> dict[str, Any]:
@@ -449,8 +451,10 @@ def create_slack_notifier(
     style: RenderStyle,
     environ: Mapping[str, str],
     clock: Clock | None = None,
+    *,
+    token: str | None = None,
 ) -> SlackNotifier:
-    token = bot_token(environ)
+    token = token or bot_token(environ)
 
     def resolve_webhook(variable: str) -> str | None:
         # Read when a post needs it: a webhook added to the environment of a restarted bot,
