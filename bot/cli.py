@@ -184,9 +184,23 @@ def _healthcheck(config: Config, out: TextIO) -> int:
 
 
 def _check_config(config: Config, out: TextIO) -> int:
-    from bot.config import missing_secrets
+    from bot.credentials import (
+        Secrets,
+        Target,
+        command_notes,
+        command_plans,
+        config_targets,
+        credential_problems,
+        platforms_in_use,
+    )
+    from bot.state import peek_subscription_targets
 
-    problems = missing_secrets(config, os.environ)
+    # The subscriptions made from chat or the CLI too: `run` would meet their problems as well.
+    stored = [Target(p, c) for p, c in peek_subscription_targets(config.database.path)]
+    targets = config_targets(config) + stored
+    secrets = Secrets(os.environ)
+    problems = credential_problems(config, targets, secrets)
+    notes = command_notes(command_plans(config, platforms_in_use(targets, secrets), secrets))
     where = config.source or "embedded defaults"
     out.write(f"{where}: {'ok' if not problems else 'problems found'}\n")
     out.write(f"  store: {config.store.path}\n  database: {config.database.path}\n")
@@ -199,8 +213,10 @@ def _check_config(config: Config, out: TextIO) -> int:
     for spec in config.subscriptions:
         topics = ", ".join(spec.topics) or "all topics"
         out.write(f"  subscription: {spec.platform}:{spec.channel} — {topics}\n")
+    for note in notes:
+        out.write(f"  note: {note}\n")
     for problem in problems:
-        out.write(f"  error: {problem}\n")
+        out.write(printable(f"  error: {problem}") + "\n")
     return 1 if problems else 0
 
 

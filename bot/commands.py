@@ -7,10 +7,12 @@ decide whether the caller may manage the channel, and render the reply.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bot.articles import Article
 from bot.clock import Clock
+from bot.credentials import Blocked
 from bot.routing import RoutingDefaults, Verdict, judge
 from bot.state import State
 from bot.subscriptions import Subscription, SubscriptionSource
@@ -82,11 +84,24 @@ def check_quality(min_quality: float | None) -> float | None:
     return min_quality
 
 
+# Whether the bot can post to (platform, channel) with the secrets at hand: None, or what is
+# missing (bot/credentials.py).
+BlockedCheck = Callable[[str, str], Blocked | None]
+
+
 class Commands:
-    def __init__(self, state: State, defaults: RoutingDefaults, clock: Clock) -> None:
+    def __init__(
+        self,
+        state: State,
+        defaults: RoutingDefaults,
+        clock: Clock,
+        *,
+        blocked: BlockedCheck | None = None,
+    ) -> None:
         self._state = state
         self._defaults = defaults
         self._clock = clock
+        self._blocked = blocked
 
     async def _known_topics(self) -> list[tuple[str, int]]:
         return await self._state.topic_counts()
@@ -149,7 +164,15 @@ class Commands:
         stored, created = await self._state.add_subscription(
             wanted, lambda sub, art: judge(art, sub, self._defaults, now) is Verdict.DELIVER
         )
-        resumed = await self._state.unpark_channel(caller.platform, caller.channel)
+        missing = self._blocked(caller.platform, caller.channel) if self._blocked else None
+        resumed = 0
+        if missing is not None:
+            # Parked like at a start without the secret: the next start with it resumes it.
+            await self._state.park_channel(
+                caller.platform, caller.channel, missing.reason, cause=missing.variable
+            )
+        else:
+            resumed = await self._state.unpark_channel(caller.platform, caller.channel)
         shown_floor = stored.min_quality if stored.min_quality is not None else (
             self._defaults.min_quality
         )
@@ -157,6 +180,10 @@ class Commands:
         text = f"{verb}: new {topic} articles at quality {shown_floor:g}+ will be posted here."
         if resumed:
             text += " Posting here had been paused after an error; it is resumed."
+        if missing is not None:
+            text += (
+                f" But posting here waits for whoever runs the bot: {missing.reason}."
+            )
         if not any(name.casefold() == topic.casefold() for name, _ in await self._known_topics()):
             text += " (No articles carry this topic yet." + (await self._suggest(topic)) + ")"
         return Reply(ok=True, text=text)

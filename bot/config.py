@@ -76,8 +76,10 @@ class DiscordConfig:
 class SlackConfig:
     api_base_url: str = "https://slack.com/api/"
     # How slash commands reach us: "socket" (Socket Mode, no public endpoint), "http" (the
-    # /slack/commands endpoint of the HTTP server) or "off".
-    commands: str = "socket"
+    # /slack/commands endpoint of the HTTP server) or "off". None (not set): Socket Mode when
+    # SLACK_APP_TOKEN is set, else HTTP when SLACK_SIGNING_SECRET is, else off (posting needs
+    # neither).
+    commands: str | None = None
     # Who may change a channel's subscriptions: "anyone" (in the channel), "admins"
     # (workspace admins and owners) or "users" (the ids in manage_user_ids).
     manage: str = "anyone"
@@ -287,8 +289,7 @@ def _slack(table: Mapping[str, Any], source: str) -> SlackConfig:
     base = r.string("api_base_url", defaults.api_base_url) or defaults.api_base_url
     return SlackConfig(
         api_base_url=base if base.endswith("/") else base + "/",
-        commands=r.string("commands", defaults.commands, ("socket", "http", "off"))
-        or defaults.commands,
+        commands=r.string("commands", None, ("socket", "http", "off")),
         manage=r.string("manage", defaults.manage, ("anyone", "admins", "users"))
         or defaults.manage,
         manage_user_ids=r.strings("manage_user_ids"),
@@ -500,7 +501,12 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
         f"global_rate = {config.discord.global_rate:g}",
         "[slack]",
         f'api_base_url = "{config.slack.api_base_url}"',
-        f'commands = "{config.slack.commands}"',
+        (
+            f'commands = "{config.slack.commands}"'
+            if config.slack.commands is not None
+            else '# commands: not set (Socket Mode with SLACK_APP_TOKEN, HTTP with '
+            "SLACK_SIGNING_SECRET, else off)"
+        ),
         f'manage = "{config.slack.manage}"',
         f"manage_user_ids = {list(config.slack.manage_user_ids)}",
         f"workspace_rate = {config.slack.workspace_rate:g}",
@@ -522,28 +528,3 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
     lines.append("# secrets (values never shown)")
     lines += [f"#   {describe_secret(name, environ)}" for name in secret_variables(config)]
     return "\n".join(lines) + "\n"
-
-
-def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
-    """Secrets the configured subscriptions need but cannot get, each with the fix."""
-    needs: dict[str, str] = {}
-    for sub in config.subscriptions:
-        spec = PLATFORMS[sub.platform]
-        secret = spec.channel_secret(sub.channel)
-        if secret is not None:
-            needs.setdefault(secret.variable, secret.missing())
-    for name in dict.fromkeys(sub.platform for sub in config.subscriptions):
-        spec = PLATFORMS[name]
-        plan = spec.plan_commands(config, lambda variable: True)
-        if plan.secret is not None and plan.secret in spec.command_secrets:
-            needs.setdefault(plan.secret.variable, plan.secret.missing())
-    problems = []
-    for variable, why in needs.items():
-        try:
-            value = read_secret(variable, environ)
-        except ConfigError as exc:
-            problems.append(str(exc))
-            continue
-        if not value:
-            problems.append(why)
-    return problems

@@ -109,6 +109,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_by_channel_due
         ON deliveries (state, platform, channel, next_attempt_at);
     """,
+    # A subscription parked because a secret its target needs is not set names that variable:
+    # the next start with the secret resumes it.
+    """
+    ALTER TABLE subscriptions ADD COLUMN parked_for TEXT;
+    """,
 )
 
 # How long to keep trying when another process holds the write lock.

@@ -4,18 +4,17 @@ Mode or HTTP endpoint) and the HTTP face (health, readiness, metrics)."""
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.clock import Clock
 from bot.commands import Commands
-from bot.config import Config, ConfigError, read_secret
+from bot.config import Config
+from bot.credentials import Target, blocked, parked_for_a_secret
 from bot.delivery import Deliverer
 from bot.metrics import Metrics, StateGauges, render_prometheus
-from bot.platforms.base import Notifier
+from bot.notifiers import Platforms
 from bot.platforms.registry import PLATFORMS, CommandEndpoint, ReceiverContext
 from bot.state import State
 from bot.worker import Worker, routing_defaults
@@ -38,15 +37,18 @@ class Parts:
     state: State
     worker: Worker
     deliverer: Deliverer
-    notifiers: Mapping[str, Notifier]
-    environ: Mapping[str, str]
+    platforms: Platforms
     clock: Clock
     metrics: Metrics
 
 
 async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> RunningBot:
     """Start the receivers and the HTTP server; `stack` closes them, receivers first."""
-    commands = Commands(parts.state, routing_defaults(parts.config), parts.clock)
+    secrets = parts.platforms.secrets
+    commands = Commands(
+        parts.state, routing_defaults(parts.config), parts.clock,
+        blocked=lambda platform, channel: blocked(Target(platform, channel), secrets),
+    )
     endpoint = await _start_receivers(parts, commands, stack)
     if not (parts.config.http.enabled or endpoint is not None):
         return RunningBot()
@@ -56,22 +58,17 @@ async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> Runn
 async def _start_receivers(
     parts: Parts, commands: Commands, stack: contextlib.AsyncExitStack
 ) -> CommandEndpoint | None:
-    """Each running platform's command receiver, where its plan says it can run; the one that
-    answers over HTTP, if any, is returned for the HTTP server."""
+    """Each platform's command receiver, where its plan says it runs (the start-up lines said
+    why any is off); the one that answers over HTTP, if any, is returned for the HTTP server."""
     endpoint = None
-    has = functools.partial(_has_secret, parts.environ)
-    for name, notifier in parts.notifiers.items():
+    platforms = parts.platforms
+    for name, notifier in platforms.notifiers.items():
         spec = PLATFORMS.get(name)
-        if spec is None or spec.start_commands is None:
+        plan = platforms.plans.get(name)
+        if spec is None or spec.start_commands is None or plan is None or plan.secret is None:
             continue
-        plan = spec.plan_commands(parts.config, has)
-        if plan.problem:
-            raise ConfigError(plan.problem)
-        if plan.receiver is None or plan.secret is None:
-            continue
-        secret = read_secret(plan.secret.variable, parts.environ)
-        if secret is None:
-            raise ConfigError(plan.secret.missing())
+        secret = platforms.secrets.value(plan.secret.variable)
+        assert secret is not None  # the plan was made from the same secrets
         context = ReceiverContext(
             parts.config, notifier, commands, parts.state, parts.clock, plan, secret
         )
@@ -79,25 +76,27 @@ async def _start_receivers(
     return endpoint
 
 
-def _has_secret(environ: Mapping[str, str], variable: str) -> bool:
-    return bool(environ.get(variable) or environ.get(f"{variable}_FILE"))
-
-
 async def _start_http(
     parts: Parts, endpoint: CommandEndpoint | None, stack: contextlib.AsyncExitStack
 ) -> RunningBot:
     from bot.rejections import RejectionLog
-    from bot.web import HttpServer, create_app
+    from bot.web import Check, HttpServer, create_app
 
-    async def readiness() -> dict[str, bool]:
+    async def readiness() -> dict[str, bool | Check]:
         store = parts.config.store.path
-        checks = {
+        checks: dict[str, bool | Check] = {
             "database": await parts.state.ping(),
             # Checked now, not at the last rescan: an unmounted volume shows at once.
             "store": store.is_dir() and os.access(store, os.R_OK | os.X_OK),
         }
-        for platform in parts.notifiers:
-            checks[f"platform:{platform}"] = platform not in parts.deliverer.stopped_platforms
+        waiting = await _parked_for_secrets(parts.state)
+        for platform, plan in parts.platforms.plans.items():
+            why = (
+                parts.deliverer.stopped_platforms.get(platform)
+                or waiting.get(platform)
+                or plan.problem
+            )
+            checks[f"platform:{platform}"] = Check(ok=not why, reason=why or "")
         return checks
 
     async def metrics_text() -> str:
@@ -121,3 +120,12 @@ async def _start_http(
     server = await HttpServer.start(app, parts.config.http.host, parts.config.http.port)
     stack.push_async_callback(server.aclose)
     return RunningBot(http_port=server.port)
+
+
+async def _parked_for_secrets(state: State) -> dict[str, str]:
+    """Per platform, why some of its subscriptions wait for a secret (the first reason)."""
+    waiting: dict[str, str] = {}
+    for sub in await state.subscriptions():
+        if sub.is_parked and parked_for_a_secret(sub) and sub.parked_reason:
+            waiting.setdefault(sub.platform, f"{sub.platform}:{sub.channel}: {sub.parked_reason}")
+    return waiting

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,23 @@ def _json_list(values: Iterable[str]) -> str:
 
 def _iso_utc(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value else None
+
+
+def peek_subscription_targets(path: Path) -> list[tuple[str, str]]:
+    """(platform, channel) of the stored subscriptions, read-only and without migrating, for
+    short commands beside a running bot (`check-config`); none when there is no database."""
+    if not path.is_file():
+        return []
+    # A URI for read-only mode, the path percent-quoted so a `#` or `?` cannot cut it short.
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with sqlite3.connect(uri, uri=True, timeout=2.0) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT platform, channel FROM subscriptions ORDER BY id"
+            ).fetchall()
+    except sqlite3.Error:
+        return []
+    return [(str(platform), str(channel)) for platform, channel in rows]
 
 
 class State:
@@ -311,6 +329,7 @@ class State:
             source=SubscriptionSource(row["source"]),
             created_at=row["created_at"],
             parked_reason=row["parked_reason"],
+            parked_for=row["parked_for"],
         )
 
     async def subscriptions(
@@ -494,16 +513,19 @@ class State:
             await self.remove_subscription_by_id(sub_id)
         return created
 
-    async def park_channel(self, platform: str, channel: str, reason: str) -> int:
-        """The platform refused this channel for good: park its subscriptions and its
-        undelivered rows, so nothing more is sent there until someone fixes it."""
+    async def park_channel(
+        self, platform: str, channel: str, reason: str, cause: str | None = None
+    ) -> int:
+        """The platform refused this channel for good (or, `cause`, the secret posting there
+        needs is not set): park its subscriptions and its undelivered rows, so nothing more is
+        sent there until someone fixes it."""
         now = self._clock.time()
 
         async def body(db: aiosqlite.Connection) -> int:
             cursor = await db.execute(
-                "UPDATE subscriptions SET parked_reason = ?, parked_at = ? "
+                "UPDATE subscriptions SET parked_reason = ?, parked_at = ?, parked_for = ? "
                 "WHERE platform = ? AND channel = ?",
-                (reason, now, platform, channel),
+                (reason, now, cause, platform, channel),
             )
             await db.execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, updated_at = ? "
@@ -521,8 +543,9 @@ class State:
 
         async def body(db: aiosqlite.Connection) -> int:
             cursor = await db.execute(
-                "UPDATE subscriptions SET parked_reason = NULL, parked_at = NULL "
-                "WHERE platform = ? AND channel = ? AND parked_reason IS NOT NULL",
+                "UPDATE subscriptions SET parked_reason = NULL, parked_at = NULL, "
+                "parked_for = NULL WHERE platform = ? AND channel = ? "
+                "AND parked_reason IS NOT NULL",
                 (platform, channel),
             )
             await db.execute(

@@ -28,6 +28,7 @@ class Subscription:
     source: SubscriptionSource = SubscriptionSource.CLI
     created_at: float = 0.0
     parked_reason: str | None = None  # set when the platform refused the channel for good
+    parked_for: str | None = None  # the secret it waits for, when parked for a missing one
 
     @property
     def is_parked(self) -> bool:

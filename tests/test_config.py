@@ -467,7 +467,10 @@ def test_effective_config_masks_secrets(tmp_path: Path) -> None:
 
 
 def test_missing_secrets_are_named_with_the_fix(tmp_path: Path) -> None:
-    from bot.config import missing_secrets
+    from bot.credentials import Secrets, config_targets, credential_problems
+
+    def missing_secrets(config: Config, environ: dict[str, str]) -> list[str]:
+        return credential_problems(config, config_targets(config), Secrets(environ))
 
     path = tmp_path / "c.toml"
     path.write_text(

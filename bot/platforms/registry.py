@@ -268,7 +268,7 @@ def _slack_notifier(ctx: NotifierContext) -> Notifier:
 
     config = ctx.config
     return create_slack_notifier(
-        config.slack, config.render, ctx.environ, ctx.clock, token=ctx.bot_token
+        ctx.bot_token, config.slack, config.render, ctx.environ, ctx.clock
     )
 
 
