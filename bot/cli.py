@@ -7,15 +7,18 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
+from bot import validation
 from bot.config import Config, ConfigError, SubscriptionSpec, find_config
 from bot.logs import configure_logging
 from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES
 from bot.printable import json_text, printable
 
 log = logging.getLogger("bot")
+T = TypeVar("T", int, float)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,13 +77,23 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
     add.add_argument("--channel", required=True, help="the platform's channel id")
     add.add_argument("--topic", action="append", default=[], help="repeatable; none: all")
-    add.add_argument("--min-quality", type=float)
+    add.add_argument(
+        "--min-quality", type=_checked(float, validation.quality_floor), metavar="Q",
+        help=f"quality floor, 0 to {validation.MAX_QUALITY:g} (default: the global min_quality)",
+    )
     add.add_argument("--include-unscored", action="store_true", default=None)
-    add.add_argument("--backfill", type=int, default=0, help="post the N most recent now")
+    add.add_argument(
+        "--backfill", type=_checked(int, validation.backfill), default=0, metavar="N",
+        help=f"post the N most recent matching articles now, 0 to {validation.MAX_BACKFILL} "
+        "(once per channel and topics)",
+    )
     add.add_argument("--provider", action="append", default=[], help="only these outlets")
     add.add_argument("--exclude-provider", action="append", default=[])
     add.add_argument("--keyword", action="append", default=[], help="title/excerpt must match")
-    add.add_argument("--max-age-days", type=float)
+    add.add_argument(
+        "--max-age-days", type=_checked(float, validation.max_age_days), metavar="D",
+        help="ignore articles published more than D days ago",
+    )
     remove = with_config(subs_sub.add_parser("remove", help="remove subscriptions"))
     remove.add_argument("--id", type=int, help="the id shown by `subscriptions list`")
     remove.add_argument("--platform", choices=PLATFORM_NAMES)
@@ -91,6 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("file")
     preview.add_argument("--platform", choices=PLATFORM_NAMES, default=DEFAULT_PLATFORM)
     return parser
+
+
+def _checked(parse: Callable[[str], T], check: Callable[[T], T]) -> Callable[[str], T]:
+    """An argparse type: parsed, then held to the same rule as the config and chat (a refusal
+    exits 2 naming the option and what it takes)."""
+
+    def convert(text: str) -> T:
+        try:
+            return check(parse(text))
+        except validation.InvalidValue as exc:
+            raise argparse.ArgumentTypeError(f"must be {exc.expected}, got {text!r}") from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+    return convert
 
 
 def main(argv: list[str] | None = None) -> int:

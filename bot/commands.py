@@ -10,14 +10,15 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot import validation
 from bot.articles import Article
 from bot.clock import Clock
 from bot.credentials import Blocked
 from bot.routing import RoutingDefaults, Verdict, judge
 from bot.state import State
 from bot.subscriptions import Subscription, SubscriptionSource
+from bot.validation import MAX_NEWS_COUNT as MAX_NEWS_COUNT
 
-MAX_NEWS_COUNT = 10
 DEFAULT_NEWS_COUNT = 5
 MAX_TOPIC_LENGTH = 100
 MANAGE_REFUSAL = (
@@ -73,15 +74,19 @@ def clean_topic(topic: str) -> str:
 
 
 def check_count(count: int) -> int:
-    if not 1 <= count <= MAX_NEWS_COUNT:
-        raise BadArgument(f"The count must be between 1 and {MAX_NEWS_COUNT}.")
-    return count
+    try:
+        return validation.news_count(count)
+    except validation.InvalidValue:
+        raise BadArgument(f"The count must be between 1 and {MAX_NEWS_COUNT}.") from None
 
 
 def check_quality(min_quality: float | None) -> float | None:
-    if min_quality is not None and (min_quality < 0 or min_quality != min_quality):
-        raise BadArgument("The minimum quality must be a number of 0 or more (scores reach ~170).")
-    return min_quality
+    if min_quality is None:
+        return None
+    try:
+        return validation.quality_floor(min_quality)
+    except validation.InvalidValue as exc:
+        raise BadArgument(f"The minimum quality must be {exc.expected}.") from None
 
 
 # Whether the bot can post to (platform, channel) with the secrets at hand: None, or what is

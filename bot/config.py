@@ -11,8 +11,9 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from bot import validation
 from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES, PLATFORMS
 from bot.render.style import RenderStyle
 
@@ -128,6 +129,7 @@ def embedded_default(cwd: Path) -> Config:
 # --- schema-driven validation ---------------------------------------------------------------
 
 Check = Callable[[str, Any], Any]
+V = TypeVar("V")
 
 
 class _Reader:
@@ -166,6 +168,17 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
             raise self.fail(key, f"a number of at least {minimum:g}", value)
         return float(value)
+
+    def checked(self, key: str, default: V, check: Callable[[Any], V]) -> V:
+        """A value held to `bot.validation`'s rule, the same as on the command line and in
+        chat."""
+        value = self.table.get(key, default)
+        if value is None or key not in self.table:
+            return value  # type: ignore[no-any-return]
+        try:
+            return check(value)
+        except validation.InvalidValue as exc:
+            raise self.fail(key, exc.expected, value) from None
 
     def integer(
         self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None
@@ -240,13 +253,13 @@ def _subscription(table: Any, index: int, source: str) -> SubscriptionSpec:
         platform=platform,
         channel=channel,
         topics=r.strings("topics"),
-        min_quality=r.number("min_quality", None),
+        min_quality=r.checked("min_quality", None, validation.quality_floor),
         include_unscored=r.boolean("include_unscored", None),
-        backfill=r.integer("backfill", 0),
+        backfill=r.checked("backfill", 0, validation.backfill),
         providers_include=r.strings("providers_include"),
         providers_exclude=r.strings("providers_exclude"),
         keywords=r.strings("keywords"),
-        max_age_days=r.number("max_age_days", None, minimum=0.001),
+        max_age_days=r.checked("max_age_days", None, validation.max_age_days),
     )
 
 
@@ -343,9 +356,9 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
             parallel_threshold=store_r.integer("parallel_threshold", 1000, minimum=1),
         ),
         database=DatabaseConfig(path=_resolve(base, db_path)),
-        min_quality=top.number("min_quality", DEFAULT_MIN_QUALITY) or 0.0,
+        min_quality=top.checked("min_quality", DEFAULT_MIN_QUALITY, validation.quality_floor),
         include_unscored=bool(top.boolean("include_unscored", False)),
-        max_age_days=top.number("max_age_days", None, minimum=0.001),
+        max_age_days=top.checked("max_age_days", None, validation.max_age_days),
         subscriptions=tuple(
             _subscription(t, i, source) for i, t in enumerate(subscriptions_raw)
         ),

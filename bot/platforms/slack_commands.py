@@ -122,7 +122,9 @@ class BadInput:
 
 Request = ShowHelp | ShowSubscriptions | ShowTopics | FindNews | Subscribe | Unsubscribe | BadInput
 
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+# A number as a person might type it, exponent included (`1e999` is a number, and refused as
+# one, not part of a topic).
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _QUOTED = re.compile(r'^["“”](?P<topic>[^"“”]*)["“”](?:\s+(?P<rest>.*))?$', re.DOTALL)
 _NO_ARGUMENTS: dict[str, Request] = {
     "help": ShowHelp(),
