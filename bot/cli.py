@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from bot import validation
-from bot.config import Config, ConfigError, SubscriptionSpec, find_config
+from bot.config import Config, ConfigError, ConfigErrors, SubscriptionSpec, find_config
 from bot.logs import configure_logging
 from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES
 from bot.printable import json_text, printable
@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = find_config(args.config, os.environ, Path.cwd())
     except ConfigError as exc:
-        print(f"newsbot: {exc}", file=sys.stderr)
+        if args.command == "check-config" and not exc.unreadable:
+            # The file was read: list every problem it has, and say "problems found" (1).
+            return _report_config_problems(exc, sys.stdout)
+        _print_error(exc)
         return 2
     command = args.command
     try:
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             return _scan(config, args.path, args.json, not args.no_cache, sys.stdout)
         if command == "check-config":
             if args.show:
-                from bot.config import effective_config
+                from bot.config_show import effective_config
 
                 sys.stdout.write(effective_config(config, os.environ))
                 return 0
@@ -154,9 +157,33 @@ def main(argv: list[str] | None = None) -> int:
         if command == "preview":
             return _preview(config, Path(args.file), args.platform, sys.stdout)
     except ConfigError as exc:
-        print(f"newsbot: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     raise AssertionError(f"unhandled command {command}")
+
+
+def _print_error(exc: ConfigError) -> None:
+    errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    for error in errors:
+        print(printable(f"newsbot: {error}"), file=sys.stderr)
+
+
+def _report_config_problems(exc: ConfigError, out: TextIO) -> int:
+    errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    out.write(f"the configuration has {len(errors)} problem(s), in file order:\n")
+    for error in errors:
+        out.write(printable(f"  error: {error}") + "\n")
+    return 1
+
+
+def store_problem(config: Config) -> str | None:
+    """Why `run` would refuse the store folder (check-config says the same)."""
+    if config.store.path.is_dir():
+        return None
+    return (
+        f"the article store {config.store.path} is not a folder; set store.path in the config "
+        "(or run from the folder that holds seeds/)"
+    )
 
 
 def _run(config: Config, once: bool, max_wait_s: float) -> int:
@@ -165,12 +192,9 @@ def _run(config: Config, once: bool, max_wait_s: float) -> int:
     from bot.app import run_bot
     from bot.state import StateError
 
-    if not config.store.path.is_dir():
-        print(
-            f"newsbot: the article store {config.store.path} is not a folder; set store.path "
-            "in the config (or run from the folder that holds seeds/)",
-            file=sys.stderr,
-        )
+    problem = store_problem(config)
+    if problem is not None:
+        print(printable(f"newsbot: {problem}"), file=sys.stderr)
         return 2
     try:
         return asyncio.run(run_bot(config, once=once, out=sys.stdout, max_wait_s=max_wait_s))
@@ -227,7 +251,8 @@ def _check_config(config: Config, out: TextIO) -> int:
     stored = [Target(p, c) for p, c in peek_subscription_targets(config.database.path)]
     targets = config_targets(config) + stored
     secrets = Secrets(os.environ)
-    problems = credential_problems(config, targets, secrets)
+    store = store_problem(config)
+    problems = ([store] if store else []) + credential_problems(config, targets, secrets)
     notes = command_notes(command_plans(config, platforms_in_use(targets, secrets), secrets))
     where = config.source or "embedded defaults"
     out.write(f"{where}: {'ok' if not problems else 'problems found'}\n")
@@ -236,8 +261,6 @@ def _check_config(config: Config, out: TextIO) -> int:
         f"  min_quality: {config.min_quality:g}, include_unscored: "
         f"{str(config.include_unscored).lower()}\n"
     )
-    if not config.store.path.is_dir():
-        out.write(f"  warning: the store folder {config.store.path} does not exist yet\n")
     for spec in config.subscriptions:
         topics = ", ".join(spec.topics) or "all topics"
         out.write(f"  subscription: {spec.platform}:{spec.channel} — {topics}\n")
