@@ -16,6 +16,7 @@ from bot.config import Config, ConfigError, ConfigErrors, SubscriptionSpec, find
 from bot.logs import configure_logging
 from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES
 from bot.printable import json_text, printable
+from bot.subscriptions import Subscription, SubscriptionSource
 
 log = logging.getLogger("bot")
 T = TypeVar("T", int, float)
@@ -275,7 +276,6 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
     from bot.clock import SystemClock
     from bot.routing import Verdict, judge
     from bot.state import State, StateError
-    from bot.subscriptions import SubscriptionSource
     from bot.worker import routing_defaults, subscription_from_spec
 
     clock = SystemClock()
@@ -307,6 +307,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 max_age_days=args.max_age_days,
             )
             defaults = routing_defaults(config)
+            ran_before = await state.backfill_ran(spec.platform, spec.channel, spec.topics)
             stored, created = await state.add_subscription(
                 subscription_from_spec(spec, SubscriptionSource.CLI),
                 lambda sub, article: judge(article, sub, defaults, clock.now())
@@ -314,19 +315,52 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
             )
             verb = "added" if created else "updated"
             out.write(printable(f"{verb} subscription {stored.id}: {stored.describe()}") + "\n")
+            if created and spec.backfill and ran_before:
+                out.write(
+                    "backfill already ran once for this channel and topics: not again "
+                    "(it never runs twice)\n"
+                )
             return 0
         if args.id is not None:
+            found = await state.subscription(args.id)
+            if found is not None and found.source is SubscriptionSource.CONFIG:
+                _refuse_config_owned(config, [found])
+                return 1
             removed = await state.remove_subscription_by_id(args.id)
             out.write(f"removed subscription {args.id}\n" if removed else "no such id\n")
             return 0 if removed else 1
         if not (args.platform and args.channel):
             out.write("give --id, or --platform and --channel (and optionally --topic)\n")
             return 2
+        owned = [
+            s
+            for s in await state.subscriptions(args.platform, args.channel)
+            if s.source is SubscriptionSource.CONFIG
+            and (args.topic is None or args.topic.casefold() in {t.casefold() for t in s.topics})
+        ]
         count = await state.remove_subscriptions(args.platform, args.channel, args.topic)
         out.write(f"changed {count} subscription(s)\n")
+        if owned:
+            _refuse_config_owned(config, owned)
         return 0 if count else 1
     finally:
         await state.aclose()
+
+
+def _refuse_config_owned(config: Config, subs: list[Subscription]) -> None:
+    """The config file owns these: say where each is, and how to remove it."""
+    from bot.config import subscription_origin
+
+    for sub in subs:
+        where = subscription_origin(config, sub.platform, sub.channel, sub.topics)
+        print(
+            printable(
+                f"newsbot: subscription {sub.id} ({sub.platform}:{sub.channel}) is defined in "
+                f"{where}; the config file owns it: edit the file to remove it, and the next "
+                "start removes it here"
+            ),
+            file=sys.stderr,
+        )
 
 
 def _preview(config: Config, path: Path, platform: str, out: TextIO) -> int:

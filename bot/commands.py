@@ -94,6 +94,15 @@ def check_quality(min_quality: float | None) -> float | None:
 BlockedCheck = Callable[[str, str], Blocked | None]
 
 
+def _short(where: str) -> str:
+    """`/srv/bot/newsbot.toml:5` as `newsbot.toml, line 5`: chat users need the file, not the
+    server's folders."""
+    path, _, line = where.rpartition(":")
+    if path and line.isdigit():
+        return f"{path.rsplit('/', 1)[-1]}, line {line}"
+    return where.rsplit("/", 1)[-1] if where.startswith("/") else where
+
+
 class Commands:
     def __init__(
         self,
@@ -102,11 +111,13 @@ class Commands:
         clock: Clock,
         *,
         blocked: BlockedCheck | None = None,
+        origin: Callable[[Subscription], str] | None = None,
     ) -> None:
         self._state = state
         self._defaults = defaults
         self._clock = clock
         self._blocked = blocked
+        self._origin = origin  # where a config subscription is written (file:line)
 
     async def _known_topics(self) -> list[tuple[str, int]]:
         return await self._state.topic_counts()
@@ -200,6 +211,21 @@ class Commands:
             topic = clean_topic(topic)
         except BadArgument as exc:
             return Reply(ok=False, text=str(exc))
+        owned = [
+            s
+            for s in await self._state.subscriptions(caller.platform, caller.channel)
+            if s.source is SubscriptionSource.CONFIG
+            and topic.casefold() in {t.casefold() for t in s.topics}
+        ]
+        if owned:
+            # The config file owns it: removing it here would not last (the next start adds it
+            # back), so say where it is instead.
+            where = self._origin(owned[0]) if self._origin else "the bot's config file"
+            return Reply(
+                ok=False,
+                text=f"{topic} is subscribed here by the bot's config file ({_short(where)}); "
+                "ask whoever runs the bot to remove it there.",
+            )
         changed = await self._state.remove_subscriptions(caller.platform, caller.channel, topic)
         if not changed:
             return Reply(ok=False, text=f"This channel is not subscribed to {topic}.")

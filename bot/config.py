@@ -491,6 +491,32 @@ def _array_header(text: str, table: str, index: int) -> int | None:
     return None
 
 
+def subscription_origin(
+    config: Config, platform: str, channel: str, topics: tuple[str, ...]
+) -> str:
+    """Where a config subscription is written, for a refusal to remove it elsewhere: the file
+    and the line of its `[[subscriptions]]` header when this config has it."""
+    from bot.subscriptions import topics_key
+
+    wanted = topics_key(topics)
+    index = next(
+        (
+            i
+            for i, spec in enumerate(config.subscriptions)
+            if (spec.platform, spec.channel, topics_key(spec.topics)) == (platform, channel, wanted)
+        ),
+        None,
+    )
+    if index is None or config.source is None:
+        where = "the embedded defaults" if config.source is None else str(config.source)
+        return f"the config file the bot runs with (it is not in {where})"
+    try:
+        line = locate_key(config.source.read_text(encoding="utf-8"), f"subscriptions[{index}]")
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return f"{config.source}:{line}" if line else str(config.source)
+
+
 def find_config(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Config:
     """`--config FILE`, else `$NEWSBOT_CONFIG`, else the embedded default."""
     chosen = explicit or environ.get(DEFAULT_CONFIG_ENV)

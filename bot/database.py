@@ -114,6 +114,19 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE subscriptions ADD COLUMN parked_for TEXT;
     """,
+    # A backfill runs once per (platform, channel, topics), ever: a subscription removed and
+    # made again does not post old articles a second time. Those made before already ran theirs.
+    """
+    CREATE TABLE backfills (
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        topics_key TEXT NOT NULL,
+        ran_at REAL NOT NULL,
+        PRIMARY KEY (platform, channel, topics_key)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO backfills (platform, channel, topics_key, ran_at)
+        SELECT platform, channel, topics_key, created_at FROM subscriptions WHERE backfill > 0;
+    """,
 )
 
 # How long to keep trying when another process holds the write lock.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from bot.clock import Clock
 from bot.commands import Commands
-from bot.config import Config
+from bot.config import Config, subscription_origin
 from bot.credentials import Target, blocked, parked_for_a_secret
 from bot.delivery import Deliverer
 from bot.metrics import Metrics, StateGauges, render_prometheus
@@ -48,6 +48,7 @@ async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> Runn
     commands = Commands(
         parts.state, routing_defaults(parts.config), parts.clock,
         blocked=lambda platform, channel: blocked(Target(platform, channel), secrets),
+        origin=lambda sub: subscription_origin(parts.config, sub.platform, sub.channel, sub.topics),
     )
     endpoint = await _start_receivers(parts, commands, stack)
     if not (parts.config.http.enabled or endpoint is not None):

@@ -348,12 +348,25 @@ class State:
         rows = await self._database.fetchall(sql + " ORDER BY id", params)
         return [self._subscription(r) for r in rows]
 
+    async def backfill_ran(self, platform: str, channel: str, topics: tuple[str, ...]) -> bool:
+        """Whether these topics in this channel had their backfill already (it runs once)."""
+        rows = await self._database.fetchall(
+            "SELECT 1 FROM backfills WHERE platform = ? AND channel = ? AND topics_key = ?",
+            (platform, channel, topics_key(topics)),
+        )
+        return bool(rows)
+
+    async def subscription(self, sub_id: int) -> Subscription | None:
+        rows = await self._database.fetchall("SELECT * FROM subscriptions WHERE id = ?", (sub_id,))
+        return self._subscription(rows[0]) if rows else None
+
     async def add_subscription(
         self, sub: Subscription, route: Callable[[Subscription, Article], bool] | None = None
     ) -> tuple[Subscription, bool]:
         """Insert `sub` (its id is ignored) or update the one with the same platform, channel
         and topics. Returns the stored subscription and whether it is new. A new one backfills
-        up to `sub.backfill` of the most recent articles that `route` accepts."""
+        up to `sub.backfill` of the most recent articles that `route` accepts, unless these
+        topics in this channel had their backfill before (`backfill_ran`)."""
         now = self._clock.time()
 
         async def body(db: aiosqlite.Connection) -> tuple[Subscription, bool]:
@@ -396,7 +409,14 @@ class State:
             assert row is not None
             stored = self._subscription(row)
             if created and stored.backfill > 0 and route is not None:
-                await self._backfill(db, stored, route, now)
+                # Once per channel and topics, ever (a row says it ran, even if it took none).
+                cursor = await db.execute(
+                    "INSERT OR IGNORE INTO backfills (platform, channel, topics_key, ran_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (stored.platform, stored.channel, key, now),
+                )
+                if cursor.rowcount:
+                    await self._backfill(db, stored, route, now)
             return stored, created
 
         return await self._database.write(body)
@@ -423,7 +443,8 @@ class State:
         self, platform: str, channel: str, topic: str | None = None
     ) -> int:
         """Remove this channel's subscriptions: those carrying `topic`, or all of them.
-        A subscription to several topics loses only `topic`. Returns how many changed."""
+        A subscription to several topics loses only `topic`. Those from the config file are
+        left alone: the file owns them. Returns how many changed."""
 
         async def body(db: aiosqlite.Connection) -> int:
             async with db.execute(
@@ -434,6 +455,8 @@ class State:
             changed = 0
             for row in rows:
                 sub = self._subscription(row)
+                if sub.source is SubscriptionSource.CONFIG:
+                    continue
                 if topic is None:
                     remaining: tuple[str, ...] = ()
                 else:
@@ -485,8 +508,18 @@ class State:
             )
         return True
 
-    async def remove_subscription_by_id(self, sub_id: int) -> bool:
+    async def remove_subscription_by_id(self, sub_id: int, *, config_too: bool = False) -> bool:
+        """Remove one subscription; one from the config file only with `config_too` (the sync
+        with the file), since the file owns it."""
+
         async def body(db: aiosqlite.Connection) -> bool:
+            if not config_too:
+                async with db.execute(
+                    "SELECT source FROM subscriptions WHERE id = ?", (sub_id,)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None and row[0] == SubscriptionSource.CONFIG:
+                    return False
             return await self._delete_subscription(db, sub_id)
 
         return await self._database.write(body)
@@ -510,7 +543,7 @@ class State:
             if s.source is SubscriptionSource.CONFIG and s.id not in keep
         ]
         for sub_id in stale:
-            await self.remove_subscription_by_id(sub_id)
+            await self.remove_subscription_by_id(sub_id, config_too=True)
         return created
 
     async def park_channel(

@@ -7,7 +7,9 @@ from enum import StrEnum
 
 
 class SubscriptionSource(StrEnum):
-    CONFIG = "config"  # synced from the config file at start-up; removed when it leaves the file
+    # Synced from the config file at start-up; removed when it leaves the file. The file owns
+    # it: the CLI and chat refuse to remove it.
+    CONFIG = "config"
     CHAT = "chat"  # made with a slash command
     CLI = "cli"  # made with `newsbot subscriptions add`
 
