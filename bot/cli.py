@@ -290,8 +290,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
             if not subs:
                 out.write("no subscriptions\n")
             for s in subs:
-                parked = f"  [parked: {s.parked_reason}]" if s.parked_reason else ""
-                out.write(printable(f"{s.id:4}  {s.describe()}  ({s.source}){parked}") + "\n")
+                out.write(printable(f"{s.id:4}  {s.describe(config.min_quality)}") + "\n")
             return 0
         if args.action == "add":
             spec = SubscriptionSpec(
@@ -314,7 +313,8 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 is Verdict.DELIVER,
             )
             verb = "added" if created else "updated"
-            out.write(printable(f"{verb} subscription {stored.id}: {stored.describe()}") + "\n")
+            shown = stored.describe(config.min_quality)
+            out.write(printable(f"{verb} subscription {stored.id}: {shown}") + "\n")
             if created and spec.backfill and ran_before:
                 out.write(
                     "backfill already ran once for this channel and topics: not again "

@@ -235,14 +235,7 @@ class Commands:
         subs = tuple(await self._state.subscriptions(caller.platform, caller.channel))
         if not subs:
             return SubscriptionsReply(text="This channel has no subscriptions.")
-        lines = []
-        for sub in subs:
-            topics = ", ".join(sub.topics) or "all topics"
-            floor = sub.min_quality if sub.min_quality is not None else self._defaults.min_quality
-            line = f"{topics} (quality {floor:g}+)"
-            if sub.parked_reason:
-                line += f" (paused: {sub.parked_reason})"
-            lines.append(line)
+        lines = [sub.describe_filters(self._defaults.min_quality) for sub in subs]
         return SubscriptionsReply(
             text="This channel is subscribed to:\n" + "\n".join(f"- {x}" for x in lines),
             subscriptions=subs,

@@ -105,7 +105,7 @@ def test_a_discord_subscription_without_a_token_is_parked_and_the_console_still_
 
     listed = newsbot(["subscriptions", "list", "--config", config], tmp_path)
     [line] = [line for line in listed.stdout.splitlines() if f"discord:{channel}" in line]
-    assert "parked" in line and reason in line
+    assert "paused: " in line and reason in line
 
 
 @pytest.fixture

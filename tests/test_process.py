@@ -450,7 +450,7 @@ def test_subscriptions_add_list_remove_round_trip(tmp_path: Path) -> None:
     lines = [line for line in listed.stdout.splitlines() if "slack:C1" in line]
     assert len(lines) == 1
     assert "ai" in lines[0].casefold() and "robotics" in lines[0].casefold()
-    assert "70" in lines[0] and "(cli)" in lines[0]
+    assert "quality ≥ 70" in lines[0] and "made with the CLI" in lines[0]
 
     removed_topic = subs("remove", "--platform", "slack", "--channel", "C1", "--topic", "ai")
     assert removed_topic.returncode == 0 and "changed 1" in removed_topic.stdout

@@ -232,7 +232,7 @@ async def test_subscribe_list_unsubscribe(state: State, clock: FakeClock) -> Non
 
     listed = await handler.answer(form("list"))
     assert listed["response_type"] == "ephemeral"
-    assert "Machine Learning (quality 60+)" in all_text(listed)
+    assert "Machine Learning; quality ≥ 60" in all_text(listed)
 
     topics = await handler.answer(form("topics"))
     assert "AI (2)" in all_text(topics) and topics["response_type"] == "ephemeral"
