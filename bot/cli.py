@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from bot import validation
 from bot.config import Config, ConfigError, ConfigErrors, SubscriptionSpec, find_config
@@ -22,12 +22,44 @@ log = logging.getLogger("bot")
 T = TypeVar("T", int, float)
 
 
+# Each command's exit statuses, shown by its --help (the README's command table says the same;
+# a test holds them together). 2 is also argparse's own status for a usage error.
+EXIT_STATUSES = {
+    "run": "0 stopped cleanly, or (--once) everything delivered; 2 the config, the store "
+    "folder, the database or a refused credential stops it; 75 (--once) deliveries are left, "
+    "run again later",
+    "scan": "0 scanned (bad files are listed, not a failure); 1 the store folder does not "
+    "exist; 2 the config cannot be used",
+    "check-config": "0 ok; 1 problems found (each listed); 2 the file cannot be read or is "
+    "not TOML",
+    "healthcheck": "0 healthy; 1 unhealthy (one line per problem); 2 the config cannot be used",
+    "list": "0 listed; 2 the config or the database cannot be used",
+    "add": "0 added or updated; 2 a wrong option (named), or the config or the database "
+    "cannot be used",
+    "remove": "0 removed; 1 nothing removed (no such subscription, or the config file owns "
+    "it); 2 neither --id nor --platform with --channel, or the config or the database cannot "
+    "be used",
+    "preview": "0 shown; 1 the file is not a valid article (the reason is printed); 2 the file "
+    "cannot be read, or the config cannot be used",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="newsbot",
         description="Posts quality news from an article store to Discord, Slack and the terminal.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(group: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+        return with_config(
+            group.add_parser(
+                name,
+                help=help_text,
+                description=help_text,
+                epilog=f"exit status: {EXIT_STATUSES[name]}",
+            )
+        )
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
@@ -37,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         return p
 
-    run = with_config(sub.add_parser("run", help="watch the store and deliver"))
+    run = command(sub, "run", "watch the store and deliver")
     run.add_argument(
         "--once",
         action="store_true",
@@ -52,9 +84,11 @@ def _parser() -> argparse.ArgumentParser:
         "(default 300)",
     )
     run.add_argument("--log-format", choices=("text", "json"), help="override logging.format")
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override logging.level"
+    )
 
-    scan = with_config(sub.add_parser("scan", help="parse the whole store and report"))
+    scan = command(sub, "scan", "parse the whole store and report (the bot's state is not touched)")
     scan.add_argument("path", nargs="?", help="store folder (default: the config's store.path)")
     scan.add_argument("--json", action="store_true", help="print one JSON object")
     scan.add_argument(
@@ -63,18 +97,20 @@ def _parser() -> argparse.ArgumentParser:
         help="parse every file, ignoring what earlier scans remembered",
     )
 
-    check = with_config(sub.add_parser("check-config", help="validate the configuration"))
+    check = command(
+        sub, "check-config", "validate the configuration: every problem, in file order"
+    )
     check.add_argument(
-        "--show", action="store_true", help="print the effective configuration, secrets masked"
+        "--show",
+        action="store_true",
+        help="print the effective configuration as TOML, secrets masked",
     )
-    with_config(
-        sub.add_parser("healthcheck", help="exit 0 when the worker is alive and the store readable")
-    )
+    command(sub, "healthcheck", "is the worker alive and the store readable?")
 
     subs = sub.add_parser("subscriptions", help="list, add or remove subscriptions")
     subs_sub = subs.add_subparsers(dest="action", required=True)
-    with_config(subs_sub.add_parser("list", help="list subscriptions"))
-    add = with_config(subs_sub.add_parser("add", help="add (or update) a subscription"))
+    command(subs_sub, "list", "list subscriptions: ids, every filter, source, why paused")
+    add = command(subs_sub, "add", "add (or update) a subscription")
     add.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
     add.add_argument("--channel", required=True, help="the platform's channel id")
     add.add_argument("--topic", action="append", default=[], help="repeatable; none: all")
@@ -82,28 +118,39 @@ def _parser() -> argparse.ArgumentParser:
         "--min-quality", type=_checked(float, validation.quality_floor), metavar="Q",
         help=f"quality floor, 0 to {validation.MAX_QUALITY:g} (default: the global min_quality)",
     )
-    add.add_argument("--include-unscored", action="store_true", default=None)
+    add.add_argument(
+        "--include-unscored", action="store_true", default=None,
+        help="take articles without a quality score too",
+    )
     add.add_argument(
         "--backfill", type=_checked(int, validation.backfill), default=0, metavar="N",
         help=f"post the N most recent matching articles now, 0 to {validation.MAX_BACKFILL} "
         "(once per channel and topics)",
     )
     add.add_argument("--provider", action="append", default=[], help="only these outlets")
-    add.add_argument("--exclude-provider", action="append", default=[])
+    add.add_argument(
+        "--exclude-provider", action="append", default=[], help="not these outlets"
+    )
     add.add_argument("--keyword", action="append", default=[], help="title/excerpt must match")
     add.add_argument(
         "--max-age-days", type=_checked(float, validation.max_age_days), metavar="D",
         help="ignore articles published more than D days ago",
     )
-    remove = with_config(subs_sub.add_parser("remove", help="remove subscriptions"))
+    remove = command(
+        subs_sub, "remove", "remove subscriptions (not those of the config file: edit it)"
+    )
     remove.add_argument("--id", type=int, help="the id shown by `subscriptions list`")
     remove.add_argument("--platform", choices=PLATFORM_NAMES)
     remove.add_argument("--channel")
     remove.add_argument("--topic", help="remove only this topic (default: all of the channel's)")
 
-    preview = with_config(sub.add_parser("preview", help="show what would be sent for a file"))
+    preview = command(sub, "preview", "print exactly what would be sent for an article file")
     preview.add_argument("file")
-    preview.add_argument("--platform", choices=PLATFORM_NAMES, default=DEFAULT_PLATFORM)
+    preview.add_argument(
+        "--platform", choices=PLATFORM_NAMES, default=DEFAULT_PLATFORM,
+        help=f"whose message to show (default {DEFAULT_PLATFORM}; discord and slack: the JSON "
+        "payload)",
+    )
     return parser
 
 
@@ -330,7 +377,10 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
             out.write(f"removed subscription {args.id}\n" if removed else "no such id\n")
             return 0 if removed else 1
         if not (args.platform and args.channel):
-            out.write("give --id, or --platform and --channel (and optionally --topic)\n")
+            print(
+                "newsbot: give --id, or --platform and --channel (and optionally --topic)",
+                file=sys.stderr,
+            )
             return 2
         owned = [
             s
