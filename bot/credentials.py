@@ -128,8 +128,12 @@ async def settle_parking(state: State, secrets: Secrets) -> list[Blocked]:
     secret. A subscription parked for another reason (the platform refused the channel) is left
     as it is."""
     still: dict[Target, Blocked] = {}
+    seen: set[Target] = set()
     for sub in await state.subscriptions():
         target = Target(sub.platform, sub.channel)
+        if target in seen:
+            continue  # parking and resuming act on the whole channel at once
+        seen.add(target)
         found = blocked(target, secrets)
         if found is not None:
             if not sub.is_parked or (
