@@ -15,7 +15,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Config, ConfigError
 from bot.delivery import Deliverer
 from bot.metrics import Metrics
-from bot.notifiers import MAX_IN_FLIGHT, build_notifiers, build_pacers
+from bot.notifiers import MAX_IN_FLIGHT, build_pacers, open_platforms, park_what_cannot_post
 from bot.platforms.base import Notifier, PermanentError
 from bot.run_lock import run_lock
 from bot.scheduler import Leftover, Scheduler
@@ -96,13 +96,14 @@ async def run_bot(
         state = await State.open(config.database.path, clock)
         notifiers: dict[str, Notifier] = {}
         try:
-            platforms_in_db = {s.platform for s in await state.subscriptions()}
-            notifiers = build_notifiers(config, out, environ, clock, platforms_in_db)
+            platforms = await open_platforms(config, state, environ, out, clock)
+            notifiers = dict(platforms.notifiers)
             await _start(notifiers)
             metrics = Metrics()
             deliverer, scheduler = build_delivery(config, state, notifiers, clock, metrics)
             worker = Worker(config, state, scheduler, clock, metrics=metrics)
             summary = await worker.prepare(settle=once, stop=stop)
+            await park_what_cannot_post(state, platforms)
             left: list[Leftover] = []
             if once and not stop.is_set():
                 left = await worker.deliver_until_idle(stop, max_wait_s)
@@ -113,7 +114,7 @@ async def run_bot(
             if stop.is_set():
                 return 0
             async with contextlib.AsyncExitStack() as services:
-                parts = Parts(config, state, worker, deliverer, notifiers, environ, clock, metrics)
+                parts = Parts(config, state, worker, deliverer, platforms, clock, metrics)
                 try:
                     running = await start_services(parts, services)
                 except PermanentError as exc:

@@ -7,14 +7,43 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, TypeVar
 
-from bot.config import PLATFORMS, Config, ConfigError, SubscriptionSpec, find_config
+from bot import validation
+from bot.config import Config, ConfigError, ConfigErrors, SubscriptionSpec, find_config
 from bot.logs import configure_logging
+from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES
 from bot.printable import json_text, printable
+from bot.subscriptions import Subscription, SubscriptionSource
 
 log = logging.getLogger("bot")
+T = TypeVar("T", int, float)
+
+
+# Each command's exit statuses, shown by its --help (the README's command table says the same;
+# a test holds them together). 2 is also argparse's own status for a usage error.
+EXIT_STATUSES = {
+    "run": "0 stopped cleanly, or (--once) everything delivered; 2 the config, the store "
+    "folder, the database (or another `newsbot run` holding it) or a refused credential stops "
+    "it; 75 (--once) deliveries are left, each channel named with why: run again later",
+    "scan": "0 scanned (bad files are listed, not a failure); 1 the store folder does not "
+    "exist; 2 the config cannot be used",
+    "check-config": "0 ok; 1 problems found (each listed); 2 the file cannot be read or is "
+    "not TOML",
+    "healthcheck": "0 healthy; 1 unhealthy (one line per problem); 2 the config cannot be used",
+    "status": "0 shown; 1 no database yet (`newsbot run` creates it); 2 the config or the "
+    "database cannot be used",
+    "list": "0 listed; 2 the config or the database cannot be used",
+    "add": "0 added or updated; 2 a wrong option (named), or the config or the database "
+    "cannot be used",
+    "remove": "0 removed; 1 nothing removed (no such subscription, or the config file owns "
+    "it); 2 neither --id nor --platform with --channel, or the config or the database cannot "
+    "be used",
+    "preview": "0 shown; 1 the file is not a valid article (the reason is printed); 2 the file "
+    "cannot be read, or the config cannot be used",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def command(group: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+        return with_config(
+            group.add_parser(
+                name,
+                help=help_text,
+                description=help_text,
+                epilog=f"exit status: {EXIT_STATUSES[name]}",
+            )
+        )
+
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
             "--config",
@@ -32,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         return p
 
-    run = with_config(sub.add_parser("run", help="watch the store and deliver"))
+    run = command(sub, "run", "watch the store and deliver")
     run.add_argument(
         "--once",
         action="store_true",
@@ -47,9 +86,11 @@ def _parser() -> argparse.ArgumentParser:
         "(default 300)",
     )
     run.add_argument("--log-format", choices=("text", "json"), help="override logging.format")
-    run.add_argument("--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    run.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), help="override logging.level"
+    )
 
-    scan = with_config(sub.add_parser("scan", help="parse the whole store and report"))
+    scan = command(sub, "scan", "parse the whole store and report (the bot's state is not touched)")
     scan.add_argument("path", nargs="?", help="store folder (default: the config's store.path)")
     scan.add_argument("--json", action="store_true", help="print one JSON object")
     scan.add_argument(
@@ -58,45 +99,80 @@ def _parser() -> argparse.ArgumentParser:
         help="parse every file, ignoring what earlier scans remembered",
     )
 
-    check = with_config(sub.add_parser("check-config", help="validate the configuration"))
+    check = command(
+        sub, "check-config", "validate the configuration: every problem, in file order"
+    )
     check.add_argument(
-        "--show", action="store_true", help="print the effective configuration, secrets masked"
+        "--show",
+        action="store_true",
+        help="print the effective configuration as TOML, secrets masked",
     )
-    with_config(
-        sub.add_parser("healthcheck", help="exit 0 when the worker is alive and the store readable")
-    )
-    status = with_config(
-        sub.add_parser(
-            "status",
-            help="deliveries by state, what waits and why, parked subscriptions, bad files",
-        )
+    command(sub, "healthcheck", "is the worker alive and the store readable?")
+    status = command(
+        sub, "status", "deliveries by state, what waits and why, parked subscriptions, bad files"
     )
     status.add_argument("--json", action="store_true", help="print one JSON object")
 
     subs = sub.add_parser("subscriptions", help="list, add or remove subscriptions")
     subs_sub = subs.add_subparsers(dest="action", required=True)
-    with_config(subs_sub.add_parser("list", help="list subscriptions"))
-    add = with_config(subs_sub.add_parser("add", help="add (or update) a subscription"))
-    add.add_argument("--platform", required=True, choices=PLATFORMS)
+    command(subs_sub, "list", "list subscriptions: ids, every filter, source, why paused")
+    add = command(subs_sub, "add", "add (or update) a subscription")
+    add.add_argument("--platform", required=True, choices=PLATFORM_NAMES)
     add.add_argument("--channel", required=True, help="the platform's channel id")
     add.add_argument("--topic", action="append", default=[], help="repeatable; none: all")
-    add.add_argument("--min-quality", type=float)
-    add.add_argument("--include-unscored", action="store_true", default=None)
-    add.add_argument("--backfill", type=int, default=0, help="post the N most recent now")
+    add.add_argument(
+        "--min-quality", type=_checked(float, validation.quality_floor), metavar="Q",
+        help=f"quality floor, 0 to {validation.MAX_QUALITY:g} (default: the global min_quality)",
+    )
+    add.add_argument(
+        "--include-unscored", action="store_true", default=None,
+        help="take articles without a quality score too",
+    )
+    add.add_argument(
+        "--backfill", type=_checked(int, validation.backfill), default=0, metavar="N",
+        help=f"post the N most recent matching articles now, 0 to {validation.MAX_BACKFILL} "
+        "(once per channel and topics)",
+    )
     add.add_argument("--provider", action="append", default=[], help="only these outlets")
-    add.add_argument("--exclude-provider", action="append", default=[])
+    add.add_argument(
+        "--exclude-provider", action="append", default=[], help="not these outlets"
+    )
     add.add_argument("--keyword", action="append", default=[], help="title/excerpt must match")
-    add.add_argument("--max-age-days", type=float)
-    remove = with_config(subs_sub.add_parser("remove", help="remove subscriptions"))
+    add.add_argument(
+        "--max-age-days", type=_checked(float, validation.max_age_days), metavar="D",
+        help="ignore articles published more than D days ago",
+    )
+    remove = command(
+        subs_sub, "remove", "remove subscriptions (not those of the config file: edit it)"
+    )
     remove.add_argument("--id", type=int, help="the id shown by `subscriptions list`")
-    remove.add_argument("--platform", choices=PLATFORMS)
+    remove.add_argument("--platform", choices=PLATFORM_NAMES)
     remove.add_argument("--channel")
     remove.add_argument("--topic", help="remove only this topic (default: all of the channel's)")
 
-    preview = with_config(sub.add_parser("preview", help="show what would be sent for a file"))
+    preview = command(sub, "preview", "print exactly what would be sent for an article file")
     preview.add_argument("file")
-    preview.add_argument("--platform", choices=PLATFORMS, default="console")
+    preview.add_argument(
+        "--platform", choices=PLATFORM_NAMES, default=DEFAULT_PLATFORM,
+        help=f"whose message to show (default {DEFAULT_PLATFORM}; discord and slack: the JSON "
+        "payload)",
+    )
     return parser
+
+
+def _checked(parse: Callable[[str], T], check: Callable[[T], T]) -> Callable[[str], T]:
+    """An argparse type: parsed, then held to the same rule as the config and chat (a refusal
+    exits 2 naming the option and what it takes)."""
+
+    def convert(text: str) -> T:
+        try:
+            return check(parse(text))
+        except validation.InvalidValue as exc:
+            raise argparse.ArgumentTypeError(f"must be {exc.expected}, got {text!r}") from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+    return convert
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = find_config(args.config, os.environ, Path.cwd())
     except ConfigError as exc:
-        print(f"newsbot: {exc}", file=sys.stderr)
+        if args.command == "check-config" and not exc.unreadable:
+            # The file was read: list every problem it has, and say "problems found" (1).
+            return _report_config_problems(exc, sys.stdout)
+        _print_error(exc)
         return 2
     command = args.command
     try:
@@ -118,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             return _scan(config, args.path, args.json, not args.no_cache, sys.stdout)
         if command == "check-config":
             if args.show:
-                from bot.config import effective_config
+                from bot.config_show import effective_config
 
                 sys.stdout.write(effective_config(config, os.environ))
                 return 0
@@ -136,9 +215,33 @@ def main(argv: list[str] | None = None) -> int:
         if command == "preview":
             return _preview(config, Path(args.file), args.platform, sys.stdout)
     except ConfigError as exc:
-        print(f"newsbot: {exc}", file=sys.stderr)
+        _print_error(exc)
         return 2
     raise AssertionError(f"unhandled command {command}")
+
+
+def _print_error(exc: ConfigError) -> None:
+    errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    for error in errors:
+        print(printable(f"newsbot: {error}"), file=sys.stderr)
+
+
+def _report_config_problems(exc: ConfigError, out: TextIO) -> int:
+    errors = exc.errors if isinstance(exc, ConfigErrors) else [exc]
+    out.write(f"the configuration has {len(errors)} problem(s), in file order:\n")
+    for error in errors:
+        out.write(printable(f"  error: {error}") + "\n")
+    return 1
+
+
+def store_problem(config: Config) -> str | None:
+    """Why `run` would refuse the store folder (check-config says the same)."""
+    if config.store.path.is_dir():
+        return None
+    return (
+        f"the article store {config.store.path} is not a folder; set store.path in the config "
+        "(or run from the folder that holds seeds/)"
+    )
 
 
 def _run(config: Config, once: bool, max_wait_s: float) -> int:
@@ -147,12 +250,9 @@ def _run(config: Config, once: bool, max_wait_s: float) -> int:
     from bot.app import run_bot
     from bot.state import StateError
 
-    if not config.store.path.is_dir():
-        print(
-            f"newsbot: the article store {config.store.path} is not a folder; set store.path "
-            "in the config (or run from the folder that holds seeds/)",
-            file=sys.stderr,
-        )
+    problem = store_problem(config)
+    if problem is not None:
+        print(printable(f"newsbot: {problem}"), file=sys.stderr)
         return 2
     try:
         return asyncio.run(run_bot(config, once=once, out=sys.stdout, max_wait_s=max_wait_s))
@@ -218,9 +318,24 @@ async def _status(config: Config, as_json: bool, out: TextIO) -> int:
 
 
 def _check_config(config: Config, out: TextIO) -> int:
-    from bot.config import missing_secrets
+    from bot.credentials import (
+        Secrets,
+        Target,
+        command_notes,
+        command_plans,
+        config_targets,
+        credential_problems,
+        platforms_in_use,
+    )
+    from bot.state import peek_subscription_targets
 
-    problems = missing_secrets(config, os.environ)
+    # The subscriptions made from chat or the CLI too: `run` would meet their problems as well.
+    stored = [Target(p, c) for p, c in peek_subscription_targets(config.database.path)]
+    targets = config_targets(config) + stored
+    secrets = Secrets(os.environ)
+    store = store_problem(config)
+    problems = ([store] if store else []) + credential_problems(config, targets, secrets)
+    notes = command_notes(command_plans(config, platforms_in_use(targets, secrets), secrets))
     where = config.source or "embedded defaults"
     out.write(f"{where}: {'ok' if not problems else 'problems found'}\n")
     out.write(f"  store: {config.store.path}\n  database: {config.database.path}\n")
@@ -228,13 +343,13 @@ def _check_config(config: Config, out: TextIO) -> int:
         f"  min_quality: {config.min_quality:g}, include_unscored: "
         f"{str(config.include_unscored).lower()}\n"
     )
-    if not config.store.path.is_dir():
-        out.write(f"  warning: the store folder {config.store.path} does not exist yet\n")
     for spec in config.subscriptions:
         topics = ", ".join(spec.topics) or "all topics"
         out.write(f"  subscription: {spec.platform}:{spec.channel} — {topics}\n")
+    for note in notes:
+        out.write(f"  note: {note}\n")
     for problem in problems:
-        out.write(f"  error: {problem}\n")
+        out.write(printable(f"  error: {problem}") + "\n")
     return 1 if problems else 0
 
 
@@ -242,7 +357,6 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
     from bot.clock import SystemClock
     from bot.routing import Verdict, judge
     from bot.state import State, StateError
-    from bot.subscriptions import SubscriptionSource
     from bot.worker import routing_defaults, subscription_from_spec
 
     clock = SystemClock()
@@ -257,8 +371,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
             if not subs:
                 out.write("no subscriptions\n")
             for s in subs:
-                parked = f"  [parked: {s.parked_reason}]" if s.parked_reason else ""
-                out.write(printable(f"{s.id:4}  {s.describe()}  ({s.source}){parked}") + "\n")
+                out.write(printable(f"{s.id:4}  {s.describe(config.min_quality)}") + "\n")
             return 0
         if args.action == "add":
             spec = SubscriptionSpec(
@@ -274,31 +387,69 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 max_age_days=args.max_age_days,
             )
             defaults = routing_defaults(config)
+            ran_before = await state.backfill_ran(spec.platform, spec.channel, spec.topics)
             stored, created = await state.add_subscription(
                 subscription_from_spec(spec, SubscriptionSource.CLI),
                 lambda sub, article: judge(article, sub, defaults, clock.now())
                 is Verdict.DELIVER,
             )
             verb = "added" if created else "updated"
-            out.write(printable(f"{verb} subscription {stored.id}: {stored.describe()}") + "\n")
+            shown = stored.describe(config.min_quality)
+            out.write(printable(f"{verb} subscription {stored.id}: {shown}") + "\n")
+            if created and spec.backfill and ran_before:
+                out.write(
+                    "backfill already ran once for this channel and topics: not again "
+                    "(it never runs twice)\n"
+                )
             return 0
         if args.id is not None:
+            found = await state.subscription(args.id)
+            if found is not None and found.source is SubscriptionSource.CONFIG:
+                _refuse_config_owned(config, [found])
+                return 1
             removed = await state.remove_subscription_by_id(args.id)
             out.write(f"removed subscription {args.id}\n" if removed else "no such id\n")
             return 0 if removed else 1
         if not (args.platform and args.channel):
-            out.write("give --id, or --platform and --channel (and optionally --topic)\n")
+            print(
+                "newsbot: give --id, or --platform and --channel (and optionally --topic)",
+                file=sys.stderr,
+            )
             return 2
+        owned = [
+            s
+            for s in await state.subscriptions(args.platform, args.channel)
+            if s.source is SubscriptionSource.CONFIG
+            and (args.topic is None or args.topic.casefold() in {t.casefold() for t in s.topics})
+        ]
         count = await state.remove_subscriptions(args.platform, args.channel, args.topic)
         out.write(f"changed {count} subscription(s)\n")
+        if owned:
+            _refuse_config_owned(config, owned)
         return 0 if count else 1
     finally:
         await state.aclose()
 
 
+def _refuse_config_owned(config: Config, subs: list[Subscription]) -> None:
+    """The config file owns these: say where each is, and how to remove it."""
+    from bot.config import subscription_origin
+
+    for sub in subs:
+        where = subscription_origin(config, sub.platform, sub.channel, sub.topics)
+        print(
+            printable(
+                f"newsbot: subscription {sub.id} ({sub.platform}:{sub.channel}) is defined in "
+                f"{where}; the config file owns it: edit the file to remove it, and the next "
+                "start removes it here"
+            ),
+            file=sys.stderr,
+        )
+
+
 def _preview(config: Config, path: Path, platform: str, out: TextIO) -> int:
     from bot.articles import ArticleError, parse_article
-    from bot.render import render_preview
+    from bot.platforms.registry import render_preview
 
     try:
         article = parse_article(path.read_bytes(), str(path), config.store.max_file_bytes)

@@ -7,15 +7,18 @@ decide whether the caller may manage the channel, and render the reply.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot import validation
 from bot.articles import Article
 from bot.clock import Clock
+from bot.credentials import Blocked
 from bot.routing import RoutingDefaults, Verdict, judge
 from bot.state import State
 from bot.subscriptions import Subscription, SubscriptionSource
+from bot.validation import MAX_NEWS_COUNT as MAX_NEWS_COUNT
 
-MAX_NEWS_COUNT = 10
 DEFAULT_NEWS_COUNT = 5
 MAX_TOPIC_LENGTH = 100
 MANAGE_REFUSAL = (
@@ -71,22 +74,50 @@ def clean_topic(topic: str) -> str:
 
 
 def check_count(count: int) -> int:
-    if not 1 <= count <= MAX_NEWS_COUNT:
-        raise BadArgument(f"The count must be between 1 and {MAX_NEWS_COUNT}.")
-    return count
+    try:
+        return validation.news_count(count)
+    except validation.InvalidValue:
+        raise BadArgument(f"The count must be between 1 and {MAX_NEWS_COUNT}.") from None
 
 
 def check_quality(min_quality: float | None) -> float | None:
-    if min_quality is not None and (min_quality < 0 or min_quality != min_quality):
-        raise BadArgument("The minimum quality must be a number of 0 or more (scores reach ~170).")
-    return min_quality
+    if min_quality is None:
+        return None
+    try:
+        return validation.quality_floor(min_quality)
+    except validation.InvalidValue as exc:
+        raise BadArgument(f"The minimum quality must be {exc.expected}.") from None
+
+
+# Whether the bot can post to (platform, channel) with the secrets at hand: None, or what is
+# missing (bot/credentials.py).
+BlockedCheck = Callable[[str, str], Blocked | None]
+
+
+def _short(where: str) -> str:
+    """`/srv/bot/newsbot.toml:5` as `newsbot.toml, line 5`: chat users need the file, not the
+    server's folders."""
+    path, _, line = where.rpartition(":")
+    if path and line.isdigit():
+        return f"{path.rsplit('/', 1)[-1]}, line {line}"
+    return where.rsplit("/", 1)[-1] if where.startswith("/") else where
 
 
 class Commands:
-    def __init__(self, state: State, defaults: RoutingDefaults, clock: Clock) -> None:
+    def __init__(
+        self,
+        state: State,
+        defaults: RoutingDefaults,
+        clock: Clock,
+        *,
+        blocked: BlockedCheck | None = None,
+        origin: Callable[[Subscription], str] | None = None,
+    ) -> None:
         self._state = state
         self._defaults = defaults
         self._clock = clock
+        self._blocked = blocked
+        self._origin = origin  # where a config subscription is written (file:line)
 
     async def _known_topics(self) -> list[tuple[str, int]]:
         return await self._state.topic_counts()
@@ -149,7 +180,15 @@ class Commands:
         stored, created = await self._state.add_subscription(
             wanted, lambda sub, art: judge(art, sub, self._defaults, now) is Verdict.DELIVER
         )
-        resumed = await self._state.unpark_channel(caller.platform, caller.channel)
+        missing = self._blocked(caller.platform, caller.channel) if self._blocked else None
+        resumed = 0
+        if missing is not None:
+            # Parked like at a start without the secret: the next start with it resumes it.
+            await self._state.park_channel(
+                caller.platform, caller.channel, missing.reason, cause=missing.variable
+            )
+        else:
+            resumed = await self._state.unpark_channel(caller.platform, caller.channel)
         shown_floor = stored.min_quality if stored.min_quality is not None else (
             self._defaults.min_quality
         )
@@ -157,6 +196,10 @@ class Commands:
         text = f"{verb}: new {topic} articles at quality {shown_floor:g}+ will be posted here."
         if resumed:
             text += " Posting here had been paused after an error; it is resumed."
+        if missing is not None:
+            text += (
+                f" But posting here waits for whoever runs the bot: {missing.reason}."
+            )
         if not any(name.casefold() == topic.casefold() for name, _ in await self._known_topics()):
             text += " (No articles carry this topic yet." + (await self._suggest(topic)) + ")"
         return Reply(ok=True, text=text)
@@ -168,6 +211,21 @@ class Commands:
             topic = clean_topic(topic)
         except BadArgument as exc:
             return Reply(ok=False, text=str(exc))
+        owned = [
+            s
+            for s in await self._state.subscriptions(caller.platform, caller.channel)
+            if s.source is SubscriptionSource.CONFIG
+            and topic.casefold() in {t.casefold() for t in s.topics}
+        ]
+        if owned:
+            # The config file owns it: removing it here would not last (the next start adds it
+            # back), so say where it is instead.
+            where = self._origin(owned[0]) if self._origin else "the bot's config file"
+            return Reply(
+                ok=False,
+                text=f"{topic} is subscribed here by the bot's config file ({_short(where)}); "
+                "ask whoever runs the bot to remove it there.",
+            )
         changed = await self._state.remove_subscriptions(caller.platform, caller.channel, topic)
         if not changed:
             return Reply(ok=False, text=f"This channel is not subscribed to {topic}.")
@@ -177,14 +235,7 @@ class Commands:
         subs = tuple(await self._state.subscriptions(caller.platform, caller.channel))
         if not subs:
             return SubscriptionsReply(text="This channel has no subscriptions.")
-        lines = []
-        for sub in subs:
-            topics = ", ".join(sub.topics) or "all topics"
-            floor = sub.min_quality if sub.min_quality is not None else self._defaults.min_quality
-            line = f"{topics} (quality {floor:g}+)"
-            if sub.parked_reason:
-                line += f" (paused: {sub.parked_reason})"
-            lines.append(line)
+        lines = [sub.describe_filters(self._defaults.min_quality) for sub in subs]
         return SubscriptionsReply(
             text="This channel is subscribed to:\n" + "\n".join(f"- {x}" for x in lines),
             subscriptions=subs,

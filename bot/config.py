@@ -11,21 +11,32 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from bot import validation
+from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES, PLATFORMS
 from bot.render.style import RenderStyle
 
 DEFAULT_MIN_QUALITY = 40.0
 DEFAULT_CONFIG_ENV = "NEWSBOT_CONFIG"
-PLATFORMS = ("console", "discord", "slack")
 
 
 class ConfigError(Exception):
     """A config problem; the message names the key, the file and the fix."""
 
-    def __init__(self, message: str, key: str | None = None) -> None:
+    def __init__(self, message: str, key: str | None = None, *, unreadable: bool = False) -> None:
         super().__init__(message)
         self.key = key  # dotted, e.g. "subscriptions[1].min_quality", to find its line
+        self.unreadable = unreadable  # the file cannot be read or parsed at all
+
+
+class ConfigErrors(ConfigError):
+    """Every problem of one config file, in file order; one exception for callers that want
+    one (its message is all of them, a line each)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors), errors[0].key if errors else None)
+        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +87,10 @@ class DiscordConfig:
 class SlackConfig:
     api_base_url: str = "https://slack.com/api/"
     # How slash commands reach us: "socket" (Socket Mode, no public endpoint), "http" (the
-    # /slack/commands endpoint of the HTTP server) or "off".
-    commands: str = "socket"
+    # /slack/commands endpoint of the HTTP server) or "off". None (not set): Socket Mode when
+    # SLACK_APP_TOKEN is set, else HTTP when SLACK_SIGNING_SECRET is, else off (posting needs
+    # neither).
+    commands: str | None = None
     # Who may change a channel's subscriptions: "anyone" (in the channel), "admins"
     # (workspace admins and owners) or "users" (the ids in manage_user_ids).
     manage: str = "anyone"
@@ -117,32 +130,44 @@ def embedded_default(cwd: Path) -> Config:
     return Config(
         store=StoreConfig(path=cwd / "seeds"),
         database=DatabaseConfig(path=cwd / "newsbot.db"),
-        subscriptions=(SubscriptionSpec(platform="console", channel="terminal", backfill=50),),
+        subscriptions=(
+            SubscriptionSpec(platform=DEFAULT_PLATFORM, channel="terminal", backfill=50),
+        ),
     )
 
 
 # --- schema-driven validation ---------------------------------------------------------------
 
-Check = Callable[[str, Any], Any]
+V = TypeVar("V")
 
 
 class _Reader:
-    """Reads one TOML table against a set of known keys, collecting precise errors."""
+    """Reads one TOML table against a set of known keys. A wrong value is recorded in `errors`
+    (shared by every reader of one file) and the default used instead, so that one reading
+    finds every problem."""
 
-    def __init__(self, table: Mapping[str, Any], where: str, source: str) -> None:
+    def __init__(
+        self, table: Mapping[str, Any], where: str, source: str, errors: list[ConfigError]
+    ) -> None:
         self.table = table
         self.where = where
         self.source = source
+        self.errors = errors
 
     def _name(self, key: str) -> str:
         return f"{self.where}{key}"
 
-    def fail(self, key: str, expected: str, value: Any) -> ConfigError:
-        return ConfigError(
-            f"{self.source}: `{self._name(key)}` must be {expected}, got {value!r} "
-            f"({type(value).__name__})",
-            key=self._name(key),
+    def error(self, message: str, key: str) -> None:
+        self.errors.append(ConfigError(f"{self.source}: {message}", key=key))
+
+    def fail(self, key: str, expected: str, value: Any) -> None:
+        self.error(
+            f"`{self._name(key)}` must be {expected}, got {value!r} ({type(value).__name__})",
+            self._name(key),
         )
+
+    def nested(self, key: str, where: str | None = None) -> _Reader:
+        return _Reader(self.table_of(key), where or f"{self.where}{key}.", self.source, self.errors)
 
     def check_unknown(self, known: set[str]) -> None:
         for key in self.table:
@@ -151,17 +176,31 @@ class _Reader:
 
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f"; did you mean `{self.where}{close[0]}`?" if close else ""
-                raise ConfigError(
-                    f"{self.source}: unknown key `{self._name(key)}`{hint}", key=self._name(key)
-                )
+                self.error(f"unknown key `{self._name(key)}`{hint}", self._name(key))
 
-    def number(self, key: str, default: float | None, *, minimum: float = 0.0) -> float | None:
+    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
         value = self.table.get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise self.fail(key, f"a number of at least {minimum:g}", value)
-        return float(value)
+        try:
+            number = validation.finite(value, f"a number of at least {minimum:g}")
+        except validation.InvalidValue as exc:
+            self.fail(key, exc.expected, value)
+            return default
+        if number < minimum:
+            self.fail(key, f"a number of at least {minimum:g}", value)
+            return default
+        return number
+
+    def checked(self, key: str, default: V, check: Callable[[Any], V]) -> V:
+        """A value held to `bot.validation`'s rule, the same as on the command line and in
+        chat."""
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        try:
+            return check(value)
+        except validation.InvalidValue as exc:
+            self.fail(key, exc.expected, value)
+            return default
 
     def integer(
         self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None
@@ -178,34 +217,46 @@ class _Reader:
                 if maximum is not None
                 else f"a whole number of at least {minimum}"
             )
-            raise self.fail(key, expected, value)
+            self.fail(key, expected, value)
+            return default
         return value
 
-    def boolean(self, key: str, default: bool | None) -> bool | None:
+    def boolean(self, key: str, default: bool) -> bool:
         value = self.table.get(key, default)
-        if value is not None and not isinstance(value, bool):
-            raise self.fail(key, "true or false", value)
+        if not isinstance(value, bool):
+            self.fail(key, "true or false", value)
+            return default
         return value
 
-    def string(self, key: str, default: str | None, choices: tuple[str, ...] = ()) -> str | None:
+    def optional_boolean(self, key: str) -> bool | None:
+        return self.boolean(key, False) if key in self.table else None
+
+    def string(self, key: str, default: str, choices: tuple[str, ...] = ()) -> str:
         value = self.table.get(key, default)
-        if value is None:
-            return None
         if not isinstance(value, str) or (choices and value not in choices):
             expected = "one of " + ", ".join(f'"{c}"' for c in choices) if choices else "a string"
-            raise self.fail(key, expected, value)
+            self.fail(key, expected, value)
+            return default
         return value
+
+    def optional_string(self, key: str, choices: tuple[str, ...] = ()) -> str | None:
+        if key not in self.table:
+            return None
+        value = self.string(key, "", choices)
+        return value if value or not choices else None
 
     def strings(self, key: str) -> tuple[str, ...]:
         value = self.table.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(key, 'a list of strings, like ["AI", "Robotics"]', value)
+            self.fail(key, 'a list of strings, like ["AI", "Robotics"]', value)
+            return ()
         return tuple(v.strip() for v in value if v.strip())
 
     def table_of(self, key: str) -> Mapping[str, Any]:
         value = self.table.get(key, {})
         if not isinstance(value, Mapping):
-            raise self.fail(key, "a table", value)
+            self.fail(key, "a table", value)
+            return {}
         return value
 
 
@@ -214,176 +265,188 @@ def _resolve(base: Path, value: str) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def _subscription(table: Any, index: int, source: str) -> SubscriptionSpec:
-    where = f"subscriptions[{index}]."
+def _subscription(top: _Reader, table: Any, index: int) -> SubscriptionSpec | None:
+    where = f"subscriptions[{index}]"
     if not isinstance(table, Mapping):
-        raise ConfigError(f"{source}: `subscriptions[{index}]` must be a table")
-    r = _Reader(table, where, source)
+        top.error(f"`{where}` must be a table", where)
+        return None
+    r = _Reader(table, f"{where}.", top.source, top.errors)
     r.check_unknown(
         {
             "platform", "channel", "topics", "min_quality", "include_unscored", "backfill",
             "providers_include", "providers_exclude", "keywords", "max_age_days",
         }
     )
-    platform = r.string("platform", None, PLATFORMS)
-    channel = r.string("channel", None)
-    if platform is None or not channel:
-        raise ConfigError(
-            f"{source}: `subscriptions[{index}]` needs `platform` (one of "
-            f"{', '.join(PLATFORMS)}) and `channel` (the platform's channel id)"
+    platform = r.optional_string("platform", PLATFORM_NAMES)
+    channel = r.optional_string("channel")
+    if any(table.get(key) in (None, "") for key in ("platform", "channel")):
+        r.error(
+            f"`{where}` needs `platform` (one of {', '.join(PLATFORM_NAMES)}) and `channel` "
+            "(the platform's channel id)",
+            where,
         )
+    if platform is None or not channel:
+        return None
     return SubscriptionSpec(
         platform=platform,
         channel=channel,
         topics=r.strings("topics"),
-        min_quality=r.number("min_quality", None),
-        include_unscored=r.boolean("include_unscored", None),
-        backfill=r.integer("backfill", 0),
+        min_quality=r.checked("min_quality", None, validation.quality_floor),
+        include_unscored=r.optional_boolean("include_unscored"),
+        backfill=r.checked("backfill", 0, validation.backfill),
         providers_include=r.strings("providers_include"),
         providers_exclude=r.strings("providers_exclude"),
         keywords=r.strings("keywords"),
-        max_age_days=r.number("max_age_days", None, minimum=0.001),
+        max_age_days=r.checked("max_age_days", None, validation.max_age_days),
     )
 
 
-def _render_style(table: Mapping[str, Any], source: str) -> RenderStyle:
-    r = _Reader(table, "render.", source)
+def _render_style(r: _Reader) -> RenderStyle:
     r.check_unknown({"max_related", "show_images", "show_quality", "show_topics", "unfurl_links"})
     defaults = RenderStyle()
     return RenderStyle(
         max_related=r.integer("max_related", defaults.max_related),
-        show_images=bool(r.boolean("show_images", defaults.show_images)),
-        show_quality=bool(r.boolean("show_quality", defaults.show_quality)),
-        show_topics=bool(r.boolean("show_topics", defaults.show_topics)),
-        unfurl_links=bool(r.boolean("unfurl_links", defaults.unfurl_links)),
+        show_images=r.boolean("show_images", defaults.show_images),
+        show_quality=r.boolean("show_quality", defaults.show_quality),
+        show_topics=r.boolean("show_topics", defaults.show_topics),
+        unfurl_links=r.boolean("unfurl_links", defaults.unfurl_links),
     )
 
 
-def _discord(table: Mapping[str, Any], source: str) -> DiscordConfig:
-    r = _Reader(table, "discord.", source)
+def _discord(r: _Reader) -> DiscordConfig:
     r.check_unknown({"api_base_url", "gateway_url", "commands", "guild_ids", "global_rate"})
     defaults = DiscordConfig()
-    guild_ids = table.get("guild_ids", [])
+    guild_ids = r.table.get("guild_ids", [])
     if not isinstance(guild_ids, list) or not all(
         isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in guild_ids
     ):
-        raise r.fail("guild_ids", "a list of server ids (numbers)", guild_ids)
+        r.fail("guild_ids", "a list of server ids (numbers)", guild_ids)
+        guild_ids = []
     return DiscordConfig(
-        api_base_url=(r.string("api_base_url", defaults.api_base_url) or "").rstrip("/"),
-        gateway_url=r.string("gateway_url", defaults.gateway_url) or "",
-        commands=bool(r.boolean("commands", defaults.commands)),
+        api_base_url=r.string("api_base_url", defaults.api_base_url).rstrip("/"),
+        gateway_url=r.string("gateway_url", defaults.gateway_url),
+        commands=r.boolean("commands", defaults.commands),
         guild_ids=tuple(guild_ids),
-        global_rate=r.number("global_rate", defaults.global_rate, minimum=1.0)
-        or defaults.global_rate,
+        global_rate=r.number("global_rate", defaults.global_rate, minimum=1.0),
     )
 
 
-def _slack(table: Mapping[str, Any], source: str) -> SlackConfig:
-    r = _Reader(table, "slack.", source)
+def _slack(r: _Reader) -> SlackConfig:
     r.check_unknown({"api_base_url", "commands", "manage", "manage_user_ids", "workspace_rate"})
     defaults = SlackConfig()
     base = r.string("api_base_url", defaults.api_base_url) or defaults.api_base_url
     return SlackConfig(
         api_base_url=base if base.endswith("/") else base + "/",
-        commands=r.string("commands", defaults.commands, ("socket", "http", "off"))
-        or defaults.commands,
-        manage=r.string("manage", defaults.manage, ("anyone", "admins", "users"))
-        or defaults.manage,
+        commands=r.optional_string("commands", ("socket", "http", "off")),
+        manage=r.string("manage", defaults.manage, ("anyone", "admins", "users")),
         manage_user_ids=r.strings("manage_user_ids"),
-        workspace_rate=r.number("workspace_rate", defaults.workspace_rate, minimum=0.2)
-        or defaults.workspace_rate,
+        workspace_rate=r.number("workspace_rate", defaults.workspace_rate, minimum=0.2),
     )
 
 
-def _http(table: Mapping[str, Any], source: str) -> HttpConfig:
-    r = _Reader(table, "http.", source)
+def _http(r: _Reader) -> HttpConfig:
     r.check_unknown({"enabled", "host", "port"})
     defaults = HttpConfig()
     return HttpConfig(
-        enabled=bool(r.boolean("enabled", defaults.enabled)),
+        enabled=r.boolean("enabled", defaults.enabled),
         host=r.string("host", defaults.host) or defaults.host,
         port=r.integer("port", defaults.port, minimum=0, maximum=65535),
     )
 
 
 def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
-    """Validate a parsed TOML document. Relative paths are resolved against `base`."""
-    top = _Reader(data, "", source)
+    """Validate a parsed TOML document. Relative paths are resolved against `base`. Every
+    problem is found in one reading: `ConfigErrors` carries them all."""
+    errors: list[ConfigError] = []
+    top = _Reader(data, "", source, errors)
     top.check_unknown(
         {
             "min_quality", "include_unscored", "max_age_days", "store", "database",
-            "subscriptions", "render", "logging", "discord", "slack", "http",
+            "subscriptions", "render", "logging", "http",
         }
+        | {spec.config_section for spec in PLATFORMS.values() if spec.config_section}
     )
-    store_r = _Reader(top.table_of("store"), "store.", source)
+    store_r = top.nested("store")
     store_r.check_unknown(
         {"path", "rescan_interval_s", "max_file_bytes", "watch", "parallel_threshold"}
     )
-    db_r = _Reader(top.table_of("database"), "database.", source)
+    db_r = top.nested("database")
     db_r.check_unknown({"path"})
-    log_r = _Reader(top.table_of("logging"), "logging.", source)
+    log_r = top.nested("logging")
     log_r.check_unknown({"level", "format"})
 
     subscriptions_raw = data.get("subscriptions", [])
     if not isinstance(subscriptions_raw, list):
-        raise ConfigError(f"{source}: `subscriptions` must be written as [[subscriptions]] tables")
+        top.error("`subscriptions` must be written as [[subscriptions]] tables", "subscriptions")
+        subscriptions_raw = []
+    subscriptions = [_subscription(top, t, i) for i, t in enumerate(subscriptions_raw)]
 
     store_path = store_r.string("path", "seeds") or "seeds"
     db_path = db_r.string("path", "newsbot.db") or "newsbot.db"
-    return Config(
+    config = Config(
         store=StoreConfig(
             path=_resolve(base, store_path),
-            rescan_interval_s=store_r.number("rescan_interval_s", 30.0, minimum=0.1) or 30.0,
+            rescan_interval_s=store_r.number("rescan_interval_s", 30.0, minimum=0.1),
             max_file_bytes=store_r.integer("max_file_bytes", 1024 * 1024, minimum=1024),
-            watch=bool(store_r.boolean("watch", True)),
+            watch=store_r.boolean("watch", True),
             parallel_threshold=store_r.integer("parallel_threshold", 1000, minimum=1),
         ),
         database=DatabaseConfig(path=_resolve(base, db_path)),
-        min_quality=top.number("min_quality", DEFAULT_MIN_QUALITY) or 0.0,
-        include_unscored=bool(top.boolean("include_unscored", False)),
-        max_age_days=top.number("max_age_days", None, minimum=0.001),
-        subscriptions=tuple(
-            _subscription(t, i, source) for i, t in enumerate(subscriptions_raw)
-        ),
-        render=_render_style(top.table_of("render"), source),
-        log_level=(
-            log_r.string("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")) or "INFO"
-        ),
-        log_format=log_r.string("format", "text", ("text", "json")) or "text",
-        discord=_discord(top.table_of("discord"), source),
-        slack=_slack(top.table_of("slack"), source),
-        http=_http(top.table_of("http"), source),
+        min_quality=top.checked("min_quality", DEFAULT_MIN_QUALITY, validation.quality_floor),
+        include_unscored=top.boolean("include_unscored", False),
+        max_age_days=top.checked("max_age_days", None, validation.max_age_days),
+        subscriptions=tuple(s for s in subscriptions if s is not None),
+        render=_render_style(top.nested("render")),
+        log_level=log_r.string("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_format=log_r.string("format", "text", ("text", "json")),
+        discord=_discord(top.nested("discord")),
+        slack=_slack(top.nested("slack")),
+        http=_http(top.nested("http")),
         source=None,
     )
+    if errors:
+        raise ConfigErrors(errors)
+    return config
 
 
 def load_config(path: Path) -> Config:
-    """Read and validate the TOML file at `path`."""
+    """Read and validate the TOML file at `path`. A file that cannot be read or is not TOML is
+    a `ConfigError` (`unreadable`); problems in a readable file are all in one `ConfigErrors`,
+    in file order, each with its line where it can be found."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} not found; copy config.example.toml and edit it, or run "
-            "without --config to use the embedded defaults"
+            "without --config to use the embedded defaults",
+            unreadable=True,
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}", unreadable=True
+        ) from None
     import tomllib  # only when there is a file to read
 
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
     except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not valid UTF-8") from None
+        raise ConfigError(f"{path}: not valid UTF-8", unreadable=True) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: TOML syntax error: {exc}") from None
+        raise ConfigError(f"{path}: TOML syntax error: {exc}", unreadable=True) from None
     try:
         config = parse_config(data, str(path), path.resolve().parent)
-    except ConfigError as exc:
-        line = locate_key(raw.decode("utf-8"), exc.key) if exc.key else None
-        if line is None:
-            raise
-        message = str(exc).replace(f"{path}: ", f"{path}:{line}: ", 1)
-        raise ConfigError(message, key=exc.key) from None
+    except ConfigErrors as exc:
+        located = []
+        for error in exc.errors:
+            line = locate_key(text, error.key) if error.key else None
+            message = str(error)
+            if line is not None:
+                message = message.replace(f"{path}: ", f"{path}:{line}: ", 1)
+            located.append((line, ConfigError(message, key=error.key)))
+        # File order; the few that cannot be placed keep their reading order, after the rest.
+        located.sort(key=lambda item: item[0] if item[0] is not None else len(text) + 1)
+        raise ConfigErrors([error for _, error in located]) from None
     return replace(config, source=path)
 
 
@@ -394,6 +457,9 @@ _ASSIGNMENT = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
 def locate_key(text: str, dotted: str) -> int | None:
     """The 1-based line where `dotted` ("store.path", "subscriptions[1].topics") is set, so an
     error can point at it. Plain TOML layouts only; None when it can't be found."""
+    whole = re.fullmatch(r"([A-Za-z_]+)\[(\d+)\]", dotted)
+    if whole is not None:  # an array table itself: its header
+        return _array_header(text, whole.group(1), int(whole.group(2)))
     match = re.fullmatch(r"(?:([A-Za-z_]+)(?:\[(\d+)\])?\.)?([A-Za-z0-9_\-]+)", dotted)
     if match is None:
         return None
@@ -412,6 +478,43 @@ def locate_key(text: str, dotted: str) -> int | None:
         if index is None or seen_arrays == int(index):
             return number
     return None
+
+
+def _array_header(text: str, table: str, index: int) -> int | None:
+    seen = -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header and header.group(1) == "[[" and header.group(2).strip() == table:
+            seen += 1
+            if seen == index:
+                return number
+    return None
+
+
+def subscription_origin(
+    config: Config, platform: str, channel: str, topics: tuple[str, ...]
+) -> str:
+    """Where a config subscription is written, for a refusal to remove it elsewhere: the file
+    and the line of its `[[subscriptions]]` header when this config has it."""
+    from bot.subscriptions import topics_key
+
+    wanted = topics_key(topics)
+    index = next(
+        (
+            i
+            for i, spec in enumerate(config.subscriptions)
+            if (spec.platform, spec.channel, topics_key(spec.topics)) == (platform, channel, wanted)
+        ),
+        None,
+    )
+    if index is None or config.source is None:
+        where = "the embedded defaults" if config.source is None else str(config.source)
+        return f"the config file the bot runs with (it is not in {where})"
+    try:
+        line = locate_key(config.source.read_text(encoding="utf-8"), f"subscriptions[{index}]")
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return f"{config.source}:{line}" if line else str(config.source)
 
 
 def find_config(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Config:
@@ -444,126 +547,3 @@ def read_secret(name: str, environ: Mapping[str, str]) -> str | None:
             f"{name}_FILE ({file_name}) is empty; put the secret in it, or unset {name}_FILE"
         )
     return value
-
-
-SECRET_VARIABLES = (
-    "DISCORD_TOKEN",
-    "SLACK_BOT_TOKEN",
-    "SLACK_APP_TOKEN",
-    "SLACK_SIGNING_SECRET",
-)
-
-
-WEBHOOK_PREFIX = "webhook:"
-
-
-def webhook_env_name(platform: str, name: str) -> str:
-    """The variable holding a webhook target's URL: on Discord, `webhook:eng-news` reads
-    `DISCORD_WEBHOOK_ENG_NEWS` (or `_FILE`); other characters than letters and digits become
-    `_`, so the name is a valid variable name."""
-    return f"{platform.upper()}_WEBHOOK_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}"
-
-
-def webhook_variable(platform: str, channel: str) -> str | None:
-    """The variable for a subscription's channel, when it is a webhook target."""
-    if not channel.startswith(WEBHOOK_PREFIX):
-        return None
-    return webhook_env_name(platform, channel.removeprefix(WEBHOOK_PREFIX))
-
-
-def describe_secret(name: str, environ: Mapping[str, str]) -> str:
-    """Where a secret comes from, never its value."""
-    if environ.get(name):
-        return f"{name}: set (from the environment)"
-    if environ.get(f"{name}_FILE"):
-        return f"{name}: set (from the file named by {name}_FILE)"
-    return f"{name}: not set"
-
-
-def effective_config(config: Config, environ: Mapping[str, str]) -> str:
-    """The configuration as newsbot will use it, defaults filled in; secrets masked."""
-    lines = [
-        f"# effective configuration ({config.source or 'embedded defaults'})",
-        f"min_quality = {config.min_quality:g}",
-        f"include_unscored = {str(config.include_unscored).lower()}",
-        f"max_age_days = {config.max_age_days if config.max_age_days is not None else 'off'}",
-        "[store]",
-        f'path = "{config.store.path}"',
-        f"rescan_interval_s = {config.store.rescan_interval_s:g}",
-        f"max_file_bytes = {config.store.max_file_bytes}",
-        f"watch = {str(config.store.watch).lower()}",
-        f"parallel_threshold = {config.store.parallel_threshold}",
-        "[database]",
-        f'path = "{config.database.path}"',
-        "[render]",
-        f"max_related = {config.render.max_related}",
-        f"show_images = {str(config.render.show_images).lower()}",
-        f"show_quality = {str(config.render.show_quality).lower()}",
-        f"show_topics = {str(config.render.show_topics).lower()}",
-        f"unfurl_links = {str(config.render.unfurl_links).lower()}",
-        "[logging]",
-        f'level = "{config.log_level}"',
-        f'format = "{config.log_format}"',
-        "[discord]",
-        f'api_base_url = "{config.discord.api_base_url}"',
-        f'gateway_url = "{config.discord.gateway_url}"',
-        f"commands = {str(config.discord.commands).lower()}",
-        f"guild_ids = {list(config.discord.guild_ids)}",
-        f"global_rate = {config.discord.global_rate:g}",
-        "[slack]",
-        f'api_base_url = "{config.slack.api_base_url}"',
-        f'commands = "{config.slack.commands}"',
-        f'manage = "{config.slack.manage}"',
-        f"manage_user_ids = {list(config.slack.manage_user_ids)}",
-        f"workspace_rate = {config.slack.workspace_rate:g}",
-        "[http]",
-        f"enabled = {str(config.http.enabled).lower()}",
-        f'host = "{config.http.host}"',
-        f"port = {config.http.port}",
-    ]
-    for spec in config.subscriptions:
-        lines += [
-            "[[subscriptions]]",
-            f'platform = "{spec.platform}"',
-            f'channel = "{spec.channel}"',
-            f"topics = {list(spec.topics)}",
-            "min_quality = "
-            + (f"{spec.min_quality:g}" if spec.min_quality is not None else "(global)"),
-            f"backfill = {spec.backfill}",
-        ]
-    secrets = list(SECRET_VARIABLES)
-    for spec in config.subscriptions:
-        variable = webhook_variable(spec.platform, spec.channel)
-        if variable:
-            secrets.append(variable)
-    lines.append("# secrets (values never shown)")
-    lines += [f"#   {describe_secret(name, environ)}" for name in secrets]
-    return "\n".join(lines) + "\n"
-
-
-def missing_secrets(config: Config, environ: Mapping[str, str]) -> list[str]:
-    """Secrets the configured subscriptions need but cannot get, each with the fix."""
-    needs: dict[str, str] = {}
-    for spec in config.subscriptions:
-        variable = webhook_variable(spec.platform, spec.channel)
-        if variable:
-            needs[variable] = f"the {spec.platform} webhook target {spec.channel!r}"
-        elif spec.platform == "discord":
-            needs["DISCORD_TOKEN"] = "discord subscriptions"
-        elif spec.platform == "slack":
-            needs["SLACK_BOT_TOKEN"] = "slack subscriptions"
-    if any(s.platform == "slack" for s in config.subscriptions):
-        if config.slack.commands == "socket":
-            needs["SLACK_APP_TOKEN"] = 'slack.commands = "socket"'
-        elif config.slack.commands == "http":
-            needs["SLACK_SIGNING_SECRET"] = 'slack.commands = "http"'
-    problems = []
-    for variable, why in needs.items():
-        try:
-            value = read_secret(variable, environ)
-        except ConfigError as exc:
-            problems.append(str(exc))
-            continue
-        if not value:
-            problems.append(f"{why}: set {variable} (or {variable}_FILE) in the environment")
-    return problems

@@ -109,6 +109,24 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX deliveries_by_channel_due
         ON deliveries (state, platform, channel, next_attempt_at);
     """,
+    # A subscription parked because a secret its target needs is not set names that variable:
+    # the next start with the secret resumes it.
+    """
+    ALTER TABLE subscriptions ADD COLUMN parked_for TEXT;
+    """,
+    # A backfill runs once per (platform, channel, topics), ever: a subscription removed and
+    # made again does not post old articles a second time. Those made before already ran theirs.
+    """
+    CREATE TABLE backfills (
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        topics_key TEXT NOT NULL,
+        ran_at REAL NOT NULL,
+        PRIMARY KEY (platform, channel, topics_key)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO backfills (platform, channel, topics_key, ran_at)
+        SELECT platform, channel, topics_key, created_at FROM subscriptions WHERE backfill > 0;
+    """,
 )
 
 # How long to keep trying when another process holds the write lock.

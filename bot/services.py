@@ -6,15 +6,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.clock import Clock
 from bot.commands import Commands
-from bot.config import Config
+from bot.config import Config, subscription_origin
+from bot.credentials import Target, blocked, parked_for_a_secret
 from bot.delivery import Deliverer
 from bot.metrics import Metrics, StateGauges, render_prometheus
-from bot.platforms.base import Notifier
+from bot.notifiers import Platforms
+from bot.platforms.registry import PLATFORMS, CommandEndpoint, ReceiverContext
 from bot.state import State
 from bot.worker import Worker, routing_defaults
 
@@ -36,78 +37,67 @@ class Parts:
     state: State
     worker: Worker
     deliverer: Deliverer
-    notifiers: Mapping[str, Notifier]
-    environ: Mapping[str, str]
+    platforms: Platforms
     clock: Clock
     metrics: Metrics
 
 
 async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> RunningBot:
     """Start the receivers and the HTTP server; `stack` closes them, receivers first."""
-    commands = Commands(parts.state, routing_defaults(parts.config), parts.clock)
-    await _start_discord_gateway(parts, commands, stack)
-    slash = await _start_slack_commands(parts, commands, stack)
-    if not (parts.config.http.enabled or slash is not None):
-        return RunningBot()
-    return await _start_http(parts, slash, stack)
-
-
-async def _start_discord_gateway(
-    parts: Parts, commands: Commands, stack: contextlib.AsyncExitStack
-) -> None:
-    discord = parts.notifiers.get("discord")
-    if discord is None or not parts.config.discord.commands:
-        return
-    from bot.platforms.discord import DiscordNotifier
-    from bot.platforms.discord_commands import DiscordGateway
-
-    assert isinstance(discord, DiscordNotifier)
-    if not discord.has_bot:
-        return  # webhook targets only: the start-up line said slash commands are off
-    config = parts.config
-    gateway = DiscordGateway(discord, commands, parts.state, config.discord, config.render)
-    await gateway.start()
-    stack.push_async_callback(gateway.aclose)
-
-
-async def _start_slack_commands(
-    parts: Parts, commands: Commands, stack: contextlib.AsyncExitStack
-) -> object | None:
-    """Socket Mode, or the handler for the HTTP endpoint (returned, for the HTTP server)."""
-    slack = parts.notifiers.get("slack")
-    config = parts.config
-    if slack is None or config.slack.commands == "off":
-        return None
-    from bot.platforms.slack import SlackNotifier
-    from bot.platforms.slack_commands import build_slack_commands, start_socket_mode
-
-    assert isinstance(slack, SlackNotifier)
-    handler = build_slack_commands(
-        config.slack, commands, config.render, slack.client, parts.clock
+    secrets = parts.platforms.secrets
+    commands = Commands(
+        parts.state, routing_defaults(parts.config), parts.clock,
+        blocked=lambda platform, channel: blocked(Target(platform, channel), secrets),
+        origin=lambda sub: subscription_origin(parts.config, sub.platform, sub.channel, sub.topics),
     )
-    if config.slack.commands == "socket":
-        receiver = await start_socket_mode(config.slack, handler, parts.environ)
-        stack.push_async_callback(receiver.aclose)
-        return None
-    stack.push_async_callback(handler.aclose)
-    return handler
+    endpoint = await _start_receivers(parts, commands, stack)
+    if not (parts.config.http.enabled or endpoint is not None):
+        return RunningBot()
+    return await _start_http(parts, endpoint, stack)
+
+
+async def _start_receivers(
+    parts: Parts, commands: Commands, stack: contextlib.AsyncExitStack
+) -> CommandEndpoint | None:
+    """Each platform's command receiver, where its plan says it runs (the start-up lines said
+    why any is off); the one that answers over HTTP, if any, is returned for the HTTP server."""
+    endpoint = None
+    platforms = parts.platforms
+    for name, notifier in platforms.notifiers.items():
+        spec = PLATFORMS.get(name)
+        plan = platforms.plans.get(name)
+        if spec is None or spec.start_commands is None or plan is None or plan.secret is None:
+            continue
+        secret = platforms.secrets.value(plan.secret.variable)
+        assert secret is not None  # the plan was made from the same secrets
+        context = ReceiverContext(
+            parts.config, notifier, commands, parts.state, parts.clock, plan, secret
+        )
+        endpoint = await spec.start_commands(context, stack) or endpoint
+    return endpoint
 
 
 async def _start_http(
-    parts: Parts, slash: object | None, stack: contextlib.AsyncExitStack
+    parts: Parts, endpoint: CommandEndpoint | None, stack: contextlib.AsyncExitStack
 ) -> RunningBot:
     from bot.rejections import RejectionLog
-    from bot.web import HttpServer, create_app
+    from bot.web import Check, HttpServer, create_app
 
-    async def readiness() -> dict[str, bool]:
+    async def readiness() -> dict[str, bool | Check]:
         store = parts.config.store.path
-        checks = {
+        checks: dict[str, bool | Check] = {
             "database": await parts.state.ping(),
             # Checked now, not at the last rescan: an unmounted volume shows at once.
             "store": store.is_dir() and os.access(store, os.R_OK | os.X_OK),
         }
-        for platform in parts.notifiers:
-            checks[f"platform:{platform}"] = platform not in parts.deliverer.stopped_platforms
+        waiting = await _parked_for_secrets(parts.state)
+        for platform, plan in parts.platforms.plans.items():
+            why = (
+                parts.deliverer.stopped_platforms.get(platform)
+                or waiting.get(platform)
+                or plan.problem
+            )
+            checks[f"platform:{platform}"] = Check(ok=not why, reason=why or "")
         return checks
 
     async def metrics_text() -> str:
@@ -123,17 +113,9 @@ async def _start_http(
         )
         return render_prometheus(parts.metrics, gauges)
 
-    check = None
-    answer = None
-    if slash is not None:
-        from bot.platforms.slack_commands import SlackCommands, request_check, signing_secret
-
-        assert isinstance(slash, SlackCommands)
-        check = request_check(signing_secret(parts.environ), parts.clock)
-        answer = slash.answer
     app = create_app(
-        slash_answer=answer,
-        verify_request=check,
+        slash_answer=endpoint.answer if endpoint else None,
+        verify_request=endpoint.verify if endpoint else None,
         readiness=readiness,
         metrics=metrics_text,
         rejections=RejectionLog(parts.metrics.count_rejection, parts.clock),
@@ -141,3 +123,12 @@ async def _start_http(
     server = await HttpServer.start(app, parts.config.http.host, parts.config.http.port)
     stack.push_async_callback(server.aclose)
     return RunningBot(http_port=server.port)
+
+
+async def _parked_for_secrets(state: State) -> dict[str, str]:
+    """Per platform, why some of its subscriptions wait for a secret (the first reason)."""
+    waiting: dict[str, str] = {}
+    for sub in await state.subscriptions():
+        if sub.is_parked and parked_for_a_secret(sub) and sub.parked_reason:
+            waiting.setdefault(sub.platform, f"{sub.platform}:{sub.channel}: {sub.parked_reason}")
+    return waiting

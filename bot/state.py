@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,23 @@ def _json_list(values: Iterable[str]) -> str:
 
 def _iso_utc(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value else None
+
+
+def peek_subscription_targets(path: Path) -> list[tuple[str, str]]:
+    """(platform, channel) of the stored subscriptions, read-only and without migrating, for
+    short commands beside a running bot (`check-config`); none when there is no database."""
+    if not path.is_file():
+        return []
+    # A URI for read-only mode, the path percent-quoted so a `#` or `?` cannot cut it short.
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        with sqlite3.connect(uri, uri=True, timeout=2.0) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT platform, channel FROM subscriptions ORDER BY id"
+            ).fetchall()
+    except sqlite3.Error:
+        return []
+    return [(str(platform), str(channel)) for platform, channel in rows]
 
 
 class State:
@@ -311,6 +329,7 @@ class State:
             source=SubscriptionSource(row["source"]),
             created_at=row["created_at"],
             parked_reason=row["parked_reason"],
+            parked_for=row["parked_for"],
         )
 
     async def subscriptions(
@@ -329,12 +348,25 @@ class State:
         rows = await self._database.fetchall(sql + " ORDER BY id", params)
         return [self._subscription(r) for r in rows]
 
+    async def backfill_ran(self, platform: str, channel: str, topics: tuple[str, ...]) -> bool:
+        """Whether these topics in this channel had their backfill already (it runs once)."""
+        rows = await self._database.fetchall(
+            "SELECT 1 FROM backfills WHERE platform = ? AND channel = ? AND topics_key = ?",
+            (platform, channel, topics_key(topics)),
+        )
+        return bool(rows)
+
+    async def subscription(self, sub_id: int) -> Subscription | None:
+        rows = await self._database.fetchall("SELECT * FROM subscriptions WHERE id = ?", (sub_id,))
+        return self._subscription(rows[0]) if rows else None
+
     async def add_subscription(
         self, sub: Subscription, route: Callable[[Subscription, Article], bool] | None = None
     ) -> tuple[Subscription, bool]:
         """Insert `sub` (its id is ignored) or update the one with the same platform, channel
         and topics. Returns the stored subscription and whether it is new. A new one backfills
-        up to `sub.backfill` of the most recent articles that `route` accepts."""
+        up to `sub.backfill` of the most recent articles that `route` accepts, unless these
+        topics in this channel had their backfill before (`backfill_ran`)."""
         now = self._clock.time()
 
         async def body(db: aiosqlite.Connection) -> tuple[Subscription, bool]:
@@ -377,7 +409,14 @@ class State:
             assert row is not None
             stored = self._subscription(row)
             if created and stored.backfill > 0 and route is not None:
-                await self._backfill(db, stored, route, now)
+                # Once per channel and topics, ever (a row says it ran, even if it took none).
+                cursor = await db.execute(
+                    "INSERT OR IGNORE INTO backfills (platform, channel, topics_key, ran_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (stored.platform, stored.channel, key, now),
+                )
+                if cursor.rowcount:
+                    await self._backfill(db, stored, route, now)
             return stored, created
 
         return await self._database.write(body)
@@ -404,7 +443,8 @@ class State:
         self, platform: str, channel: str, topic: str | None = None
     ) -> int:
         """Remove this channel's subscriptions: those carrying `topic`, or all of them.
-        A subscription to several topics loses only `topic`. Returns how many changed."""
+        A subscription to several topics loses only `topic`. Those from the config file are
+        left alone: the file owns them. Returns how many changed."""
 
         async def body(db: aiosqlite.Connection) -> int:
             async with db.execute(
@@ -415,6 +455,8 @@ class State:
             changed = 0
             for row in rows:
                 sub = self._subscription(row)
+                if sub.source is SubscriptionSource.CONFIG:
+                    continue
                 if topic is None:
                     remaining: tuple[str, ...] = ()
                 else:
@@ -466,8 +508,18 @@ class State:
             )
         return True
 
-    async def remove_subscription_by_id(self, sub_id: int) -> bool:
+    async def remove_subscription_by_id(self, sub_id: int, *, config_too: bool = False) -> bool:
+        """Remove one subscription; one from the config file only with `config_too` (the sync
+        with the file), since the file owns it."""
+
         async def body(db: aiosqlite.Connection) -> bool:
+            if not config_too:
+                async with db.execute(
+                    "SELECT source FROM subscriptions WHERE id = ?", (sub_id,)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None and row[0] == SubscriptionSource.CONFIG:
+                    return False
             return await self._delete_subscription(db, sub_id)
 
         return await self._database.write(body)
@@ -491,19 +543,22 @@ class State:
             if s.source is SubscriptionSource.CONFIG and s.id not in keep
         ]
         for sub_id in stale:
-            await self.remove_subscription_by_id(sub_id)
+            await self.remove_subscription_by_id(sub_id, config_too=True)
         return created
 
-    async def park_channel(self, platform: str, channel: str, reason: str) -> int:
-        """The platform refused this channel for good: park its subscriptions and its
-        undelivered rows, so nothing more is sent there until someone fixes it."""
+    async def park_channel(
+        self, platform: str, channel: str, reason: str, cause: str | None = None
+    ) -> int:
+        """The platform refused this channel for good (or, `cause`, the secret posting there
+        needs is not set): park its subscriptions and its undelivered rows, so nothing more is
+        sent there until someone fixes it."""
         now = self._clock.time()
 
         async def body(db: aiosqlite.Connection) -> int:
             cursor = await db.execute(
-                "UPDATE subscriptions SET parked_reason = ?, parked_at = ? "
+                "UPDATE subscriptions SET parked_reason = ?, parked_at = ?, parked_for = ? "
                 "WHERE platform = ? AND channel = ?",
-                (reason, now, platform, channel),
+                (reason, now, cause, platform, channel),
             )
             await db.execute(
                 "UPDATE deliveries SET state = ?, last_error = ?, updated_at = ? "
@@ -521,8 +576,9 @@ class State:
 
         async def body(db: aiosqlite.Connection) -> int:
             cursor = await db.execute(
-                "UPDATE subscriptions SET parked_reason = NULL, parked_at = NULL "
-                "WHERE platform = ? AND channel = ? AND parked_reason IS NOT NULL",
+                "UPDATE subscriptions SET parked_reason = NULL, parked_at = NULL, "
+                "parked_for = NULL WHERE platform = ? AND channel = ? "
+                "AND parked_reason IS NOT NULL",
                 (platform, channel),
             )
             await db.execute(

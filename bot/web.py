@@ -32,7 +32,17 @@ SlashAnswer = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
 # Why this raw body with these headers is not really from Slack; None when it is. (The Slack
 # adapter decides.)
 RequestCheck = Callable[[bytes, Mapping[str, str]], Rejection | None]
-ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One readiness check, with why it fails (shown in `/readyz`'s `reasons`)."""
+
+    ok: bool
+    reason: str = ""
+
+
+ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool | Check]]]
 MetricsText = Callable[[], Awaitable[str]]
 
 # A slash command is a few hundred bytes; refuse to buffer much more before verifying it.
@@ -79,9 +89,16 @@ async def _healthz(request: web.Request) -> web.Response:
 
 async def _readyz(request: web.Request) -> web.Response:
     check = request.app.get(_READINESS)
-    checks = dict(await check()) if check is not None else {}
+    results = dict(await check()) if check is not None else {}
+    checks = {k: v.ok if isinstance(v, Check) else v for k, v in results.items()}
+    reasons = {
+        k: v.reason for k, v in results.items() if isinstance(v, Check) and not v.ok and v.reason
+    }
     ready = all(checks.values())
-    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+    body: dict[str, object] = {"ready": ready, "checks": checks}
+    if reasons:
+        body["reasons"] = reasons
+    return web.json_response(body, status=200 if ready else 503)
 
 
 async def _metrics(request: web.Request) -> web.Response:

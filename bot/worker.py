@@ -151,11 +151,22 @@ class Worker:
         wanted = [
             subscription_from_spec(s, SubscriptionSource.CONFIG) for s in self._config.subscriptions
         ]
+        ran_before = {
+            (s.platform, s.channel, s.topics)
+            for s in wanted
+            if s.backfill and await self._state.backfill_ran(s.platform, s.channel, s.topics)
+        }
         queued_before = sum((await self._state.outbox.counts()).values())
         created = await self._state.sync_config_subscriptions(wanted, self.wants)
         summary.backfilled = sum((await self._state.outbox.counts()).values()) - queued_before
         for sub in created:
-            log.info("new subscription %s (backfill %d)", sub.describe(), sub.backfill)
+            if (sub.platform, sub.channel, sub.topics) in ran_before:
+                log.info(
+                    "new subscription %s (its backfill already ran once for this channel and "
+                    "topics: not again)", sub.describe(),
+                )
+            else:
+                log.info("new subscription %s (backfill %d)", sub.describe(), sub.backfill)
         summary.unscored_passed_over = await self._unscored_passed_over(created)
         self._scheduler.notify()
         return summary

@@ -443,7 +443,7 @@ def test_an_unknown_key_in_the_second_subscription_points_at_its_line(tmp_path: 
 
 
 def test_effective_config_masks_secrets(tmp_path: Path) -> None:
-    from bot.config import effective_config
+    from bot.config_show import effective_config
 
     token_file = tmp_path / "token"
     token_file.write_text("file-secret-value\n", encoding="utf-8")
@@ -467,7 +467,10 @@ def test_effective_config_masks_secrets(tmp_path: Path) -> None:
 
 
 def test_missing_secrets_are_named_with_the_fix(tmp_path: Path) -> None:
-    from bot.config import missing_secrets
+    from bot.credentials import Secrets, config_targets, credential_problems
+
+    def missing_secrets(config: Config, environ: dict[str, str]) -> list[str]:
+        return credential_problems(config, config_targets(config), Secrets(environ))
 
     path = tmp_path / "c.toml"
     path.write_text(

@@ -411,7 +411,15 @@ async def test_a_wrong_token_stops_start_up_with_a_clear_message(
     assert [(r.route, r.status) for r in fake.requests] == [("/users/@me", 401)]
 
 
-async def test_discord_subscriptions_without_a_token_name_the_variable(app: App) -> None:
-    app.environ = {}
-    with pytest.raises(ConfigError, match="DISCORD_TOKEN"):
-        await app.start()
+async def test_discord_subscriptions_without_a_token_are_parked_naming_the_variable(
+    app: App, fake: FakeDiscord
+) -> None:
+    config = load_config(app.config_path)
+    assert await run_bot(config, once=True, out=io.StringIO(), clock=app.clock, environ={}) == 0
+    state = await app.state()
+    try:
+        (sub,) = await state.subscriptions("discord")
+    finally:
+        await state.aclose()
+    assert sub.parked_reason and "DISCORD_TOKEN (or DISCORD_TOKEN_FILE)" in sub.parked_reason
+    assert fake.requests == []

@@ -25,14 +25,9 @@ from pathlib import Path
 import pytest
 
 from bot.articles import Article, parse_article
-from bot.render import (
-    PLATFORMS,
-    RenderStyle,
-    render_console,
-    render_discord,
-    render_preview,
-    render_slack,
-)
+from bot.platforms.registry import PLATFORM_NAMES as PLATFORMS
+from bot.platforms.registry import render_preview
+from bot.render import RenderStyle, render_console, render_discord, render_slack
 
 HERE = Path(__file__).resolve().parent
 ARTICLES = HERE / "data" / "articles"

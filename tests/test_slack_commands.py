@@ -232,7 +232,7 @@ async def test_subscribe_list_unsubscribe(state: State, clock: FakeClock) -> Non
 
     listed = await handler.answer(form("list"))
     assert listed["response_type"] == "ephemeral"
-    assert "Machine Learning (quality 60+)" in all_text(listed)
+    assert "Machine Learning; quality ≥ 60" in all_text(listed)
 
     topics = await handler.answer(form("topics"))
     assert "AI (2)" in all_text(topics) and topics["response_type"] == "ephemeral"
@@ -477,3 +477,23 @@ async def test_every_reply_escapes_what_slack_would_read_as_markup(
     broken = handler_for(broken_state, clock)
     await broken_state.aclose()
     assert_escaped(await broken.answer(form("AI")))  # "failed on our side"
+
+
+async def test_a_subscription_made_where_the_bot_cannot_post_is_parked_at_once(
+    state: State, clock: FakeClock
+) -> None:
+    """Commands over Socket Mode with no bot token: the subscription is made, parked for the
+    missing token (so a start with the token resumes it), and the reply says why."""
+    from bot.credentials import Secrets, Target, blocked
+
+    secrets = Secrets({"SLACK_APP_TOKEN": "xapp-1-present"})
+    commands = Commands(
+        state, RoutingDefaults(min_quality=40.0), clock,
+        blocked=lambda platform, channel: blocked(Target(platform, channel), secrets),
+    )
+    handler = SlackCommands(commands, ManagePolicy("anyone", (), None, clock), RenderStyle())
+    payload = await handler.answer(form("subscribe AI"))
+    assert "SLACK_BOT_TOKEN" in all_text(payload)
+    (sub,) = await state.subscriptions("slack", CHANNEL)
+    assert sub.parked_for == "SLACK_BOT_TOKEN"
+    assert sub.parked_reason and "SLACK_BOT_TOKEN (or SLACK_BOT_TOKEN_FILE)" in sub.parked_reason

@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -454,14 +453,12 @@ async def test_invalid_auth_at_start_exits_2_naming_the_variable(
     assert fake.calls("chat.postMessage") == []
 
 
-async def test_missing_or_refused_tokens_in_process(
+async def test_refused_tokens_stop_start_up_and_a_missing_one_parks(
     tmp_path: Path, fake: FakeSlack, store: Store
 ) -> None:
     config = make_config(tmp_path, fake, [ai_sub(NEWS)], commands="socket")
     env = slack_env(fake)
     cases: list[tuple[dict[str, str], str]] = [
-        ({k: v for k, v in env.items() if k != "SLACK_BOT_TOKEN"}, "SLACK_BOT_TOKEN"),
-        ({k: v for k, v in env.items() if k != "SLACK_APP_TOKEN"}, "SLACK_APP_TOKEN"),
         ({**env, "SLACK_APP_TOKEN": "xapp-1-wrong"}, "SLACK_APP_TOKEN"),
         ({**env, "SLACK_APP_TOKEN": fake.bot_token}, "SLACK_APP_TOKEN"),
     ]
@@ -470,9 +467,15 @@ async def test_missing_or_refused_tokens_in_process(
             await run_bot(config, once=False, out=io.StringIO(), environ=environ)
         assert variable in str(raised.value)
         assert fake.bot_token not in str(raised.value)
-    http_config = replace(config, slack=replace(config.slack, commands="http"))
-    no_secret = {k: v for k, v in env.items() if k != "SLACK_SIGNING_SECRET"}
-    with pytest.raises(ConfigError) as raised:
-        await run_bot(http_config, once=False, out=io.StringIO(), environ=no_secret)
-    assert "SLACK_SIGNING_SECRET" in str(raised.value)
     assert fake.socket_connections == []
+    # Missing, not refused: the channel waits for the token; the run goes on.
+    no_bot = {k: v for k, v in env.items() if k != "SLACK_BOT_TOKEN"}
+    checks_before = len(fake.calls("auth.test"))
+    assert await run_bot(config, once=True, out=io.StringIO(), environ=no_bot) == 0
+    state = await State.open(config.database.path, SystemClock())
+    try:
+        (sub,) = await state.subscriptions("slack", NEWS)
+    finally:
+        await state.aclose()
+    assert sub.parked_reason and "SLACK_BOT_TOKEN (or SLACK_BOT_TOKEN_FILE)" in sub.parked_reason
+    assert len(fake.calls("auth.test")) == checks_before  # no token: nothing to check

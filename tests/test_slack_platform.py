@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.articles import Article, parse_article
-from bot.config import ConfigError, SlackConfig
+from bot.config import SlackConfig
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
 from bot.platforms.slack import (
     METADATA_EVENT_TYPE,
@@ -42,7 +42,9 @@ def notifier_for(
     fake: FakeSlack, clock: FakeClock, environ: dict[str, str] | None = None
 ) -> SlackNotifier:
     env = {"SLACK_BOT_TOKEN": fake.bot_token, **(environ or {})}
-    return create_slack_notifier(SlackConfig(api_base_url=fake.api_url), RenderStyle(), env, clock)
+    return create_slack_notifier(
+        env["SLACK_BOT_TOKEN"], SlackConfig(api_base_url=fake.api_url), RenderStyle(), env, clock
+    )
 
 
 @pytest.fixture
@@ -95,16 +97,24 @@ async def test_start_survives_an_unreachable_slack(
     await notifier.start()  # warns only; the posts wait in the outbox
 
 
-def test_factory_needs_the_token(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError) as raised:
-        create_slack_notifier(SlackConfig(), RenderStyle(), {})
-    assert "SLACK_BOT_TOKEN" in str(raised.value)
-    secret = tmp_path / "token"
-    secret.write_text("xoxb-from-a-file\n")
+async def test_without_a_token_only_webhooks_post_and_a_channel_id_names_the_variable(
+    fake: FakeSlack, clock: FakeClock
+) -> None:
+    hook = fake.add_incoming_webhook(CHANNEL)
+    env = {"SLACK_WEBHOOK_ALERTS": hook}
     notifier = create_slack_notifier(
-        SlackConfig(), RenderStyle(), {"SLACK_BOT_TOKEN_FILE": str(secret)}
+        None, SlackConfig(api_base_url=fake.api_url), RenderStyle(), env, clock
     )
-    assert notifier.client.token == "xoxb-from-a-file"
+    await notifier.start()  # nothing to check without a token
+    assert fake.calls("auth.test") == []
+    with pytest.raises(PermanentError) as refused:
+        await notifier.send(KEY, CHANNEL, load())
+    assert refused.value.scope is FailureScope.CHANNEL
+    assert "SLACK_BOT_TOKEN (or SLACK_BOT_TOKEN_FILE)" in refused.value.reason
+    assert await notifier.find_sent(KEY, CHANNEL) is None
+    await notifier.send(KEY, "webhook:alerts", load())
+    await fake.wait_for_webhook(hook)
+    assert fake.calls("chat.postMessage") == []
 
 
 # --- send -------------------------------------------------------------------------------------

@@ -39,7 +39,6 @@ from discord.http import Route
 
 from bot.articles import Article
 from bot.config import ConfigError, DiscordConfig, read_secret
-from bot.config import webhook_env_name as config_webhook_env_name
 from bot.platforms.base import (
     FailureScope,
     PermanentError,
@@ -48,6 +47,7 @@ from bot.platforms.base import (
     SentRef,
     TransientError,
 )
+from bot.platforms.registry import DISCORD
 from bot.render import RenderStyle, render_discord
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,9 @@ def nonce_for(delivery_key: str) -> str:
 
 def webhook_env_name(name: str) -> str:
     """`webhook:eng-news` reads `DISCORD_WEBHOOK_ENG_NEWS` (or `_FILE`)."""
-    return config_webhook_env_name(PLATFORM, name)
+    variable = DISCORD.webhook_variable(WEBHOOK_PREFIX + name)
+    assert variable is not None
+    return variable
 
 
 def _code_label(code: int) -> str:
@@ -371,11 +373,7 @@ class DiscordNotifier:
             logging.getLogger(name).addFilter(self._redactor)
         self._point_at_api()
         if self._token is None:
-            log.info(
-                "discord: no bot token (%s): posting to webhook targets only; slash commands "
-                "are off", TOKEN_ENV,
-            )
-            return
+            return  # webhook targets only: the start-up line said slash commands are off
         # newsbot has no voice: discord.py's warnings about missing voice libraries would only
         # puzzle an operator.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
@@ -453,11 +451,9 @@ class DiscordNotifier:
                 FailureScope.CHANNEL,
             )
         if self._token is None:
-            raise PermanentError(
-                f"posting to {what} needs the bot: set {TOKEN_ENV} (or {TOKEN_ENV}_FILE), or "
-                "use a webhook target (webhook:NAME)",
-                FailureScope.CHANNEL,
-            )
+            # The same words as the start-up rule, so a restart with the token resumes it.
+            assert DISCORD.bot_secret is not None
+            raise PermanentError(DISCORD.bot_secret.missing(), FailureScope.CHANNEL)
         payload = render_discord(article, self._style)
         payload["nonce"] = nonce_for(delivery_key)
         payload["enforce_nonce"] = True  # a repeat returns the first message, not a new one
@@ -485,10 +481,9 @@ class DiscordNotifier:
         except ConfigError as exc:
             raise PermanentError(str(exc), FailureScope.CHANNEL) from None
         if not url:
-            raise PermanentError(
-                f"{channel}: set {variable} (or {variable}_FILE) to the webhook's URL",
-                FailureScope.CHANNEL,
-            )
+            secret = DISCORD.channel_secret(channel)
+            assert secret is not None
+            raise PermanentError(secret.missing(), FailureScope.CHANNEL)
         match = _WEBHOOK_URL.fullmatch(url.strip())
         if match is None:
             raise PermanentError(

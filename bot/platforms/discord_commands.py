@@ -38,6 +38,7 @@ from bot.render import RenderStyle, render_discord_compact
 from bot.render.common import fit_text, utf16_len
 from bot.render.discord import break_mentions
 from bot.state import State
+from bot.validation import MAX_QUALITY, QUALITY_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ def _quality(value: Any) -> float | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    raise BadOption("min_quality must be a number of 0 or more (scores reach about 170).")
+    raise BadOption(f"min_quality must be {QUALITY_RANGE}.")
 
 
 def build_tree(
@@ -263,7 +264,7 @@ def build_tree(
         interaction: Interaction,
         topic: app_commands.Range[str, 1, MAX_TOPIC_LENGTH],
         count: app_commands.Range[int, 1, MAX_NEWS_COUNT] = DEFAULT_NEWS_COUNT,
-        min_quality: app_commands.Range[float, 0.0, 1000.0] | None = None,
+        min_quality: app_commands.Range[float, 0.0, MAX_QUALITY] | None = None,
     ) -> None:
         try:
             wanted, floor = _count(count), _quality(min_quality)
@@ -297,7 +298,7 @@ def build_tree(
     async def subscribe(
         interaction: Interaction,
         topic: app_commands.Range[str, 1, MAX_TOPIC_LENGTH],
-        min_quality: app_commands.Range[float, 0.0, 1000.0] | None = None,
+        min_quality: app_commands.Range[float, 0.0, MAX_QUALITY] | None = None,
     ) -> None:
         caller = caller_of(interaction)
         if caller is None:

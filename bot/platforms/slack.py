@@ -28,8 +28,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.articles import Article
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, SlackConfig, read_secret
-from bot.config import webhook_env_name as config_webhook_env_name
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
+from bot.platforms.registry import SLACK
 from bot.render import RenderStyle, render_slack
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,9 @@ def classify_webhook_status(
 
 def webhook_env_name(name: str) -> str:
     """`webhook:eng-news` reads `SLACK_WEBHOOK_ENG_NEWS` (or `_FILE`)."""
-    return config_webhook_env_name(PLATFORM, name)
+    variable = SLACK.webhook_variable(WEBHOOK_PREFIX + name)
+    assert variable is not None
+    return variable
 
 
 def delivery_metadata(delivery_key: str) -> dict[str, Any]:
@@ -253,13 +255,21 @@ class SlackNotifier:
         return "slack"
 
     @property
+    def has_bot(self) -> bool:
+        """A bot token is set: posts to channel ids are possible (webhooks need none)."""
+        return self._client.token is not None
+
+    @property
     def client(self) -> AsyncWebClient:
         """The bot-token Web API client (the command receivers use it for `users.info`)."""
         return self._client
 
     async def start(self) -> None:
         """`auth.test`: a refused token stops start-up; an unreachable Slack only warns (the
-        posts wait in the outbox and are retried)."""
+        posts wait in the outbox and are retried). Without a token there is nothing to check:
+        webhook targets post all the same."""
+        if not self.has_bot:
+            return
         try:
             response = await self._client.auth_test()
         except SlackApiError as exc:
@@ -300,6 +310,10 @@ class SlackNotifier:
         if channel.startswith(WEBHOOK_PREFIX):
             return await self._send_webhook(delivery_key, channel, message)
         what = f"channel {channel}"
+        if not self.has_bot:
+            # The same words as the start-up rule, so a restart with the token resumes it.
+            assert SLACK.bot_secret is not None
+            raise PermanentError(SLACK.bot_secret.missing(), FailureScope.CHANNEL)
         try:
             response = await self._client.chat_postMessage(
                 channel=channel, metadata=delivery_metadata(delivery_key), **message
@@ -327,11 +341,9 @@ class SlackNotifier:
         except ConfigError as exc:
             raise PermanentError(str(exc), FailureScope.CHANNEL) from None
         if not url:
-            raise PermanentError(
-                f"no URL for Slack webhook target {channel!r}: set {variable} "
-                f"(or {variable}_FILE) to the incoming-webhook URL",
-                FailureScope.CHANNEL,
-            )
+            secret = SLACK.channel_secret(channel)
+            assert secret is not None
+            raise PermanentError(secret.missing(), FailureScope.CHANNEL)
         hook = AsyncWebhookClient(
             url,
             timeout=self._webhook_timeout_s,
@@ -356,7 +368,7 @@ class SlackNotifier:
 
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
         """The message carrying `delivery_key` in the channel's recent history, if any."""
-        if channel.startswith(WEBHOOK_PREFIX):
+        if channel.startswith(WEBHOOK_PREFIX) or not self.has_bot:
             return None
         oldest = f"{max(0.0, self._clock.time() - self._history_window_s):.6f}"
         cursor: str | None = None
@@ -421,17 +433,6 @@ def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def bot_token(environ: Mapping[str, str]) -> str:
-    """The bot token from `SLACK_BOT_TOKEN` (or `_FILE`); a ConfigError naming it if absent."""
-    token = read_secret(BOT_TOKEN_ENV, environ)
-    if not token:
-        raise ConfigError(
-            f"Slack needs a bot token: set {BOT_TOKEN_ENV} (or {BOT_TOKEN_ENV}_FILE) to the "
-            "app's Bot User OAuth Token (xoxb-…); see docs/slack.md"
-        )
-    return token
-
-
 def web_client(token: str | None, config: SlackConfig) -> AsyncWebClient:
     """A Web API client that never retries on its own: a resent chat.postMessage after a
     dropped connection would post twice, and the rate-limit handler would sleep inside the
@@ -445,12 +446,14 @@ def web_client(token: str | None, config: SlackConfig) -> AsyncWebClient:
 
 
 def create_slack_notifier(
+    token: str | None,
     config: SlackConfig,
     style: RenderStyle,
     environ: Mapping[str, str],
     clock: Clock | None = None,
 ) -> SlackNotifier:
-    token = bot_token(environ)
+    """Without a bot token only webhook targets post (a channel id is parked, naming
+    SLACK_BOT_TOKEN)."""
 
     def resolve_webhook(variable: str) -> str | None:
         # Read when a post needs it: a webhook added to the environment of a restarted bot,

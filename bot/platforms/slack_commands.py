@@ -28,7 +28,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.clock import Clock
 from bot.commands import DEFAULT_NEWS_COUNT, MAX_NEWS_COUNT, Caller, Commands, NewsReply
-from bot.config import ConfigError, SlackConfig, read_secret
+from bot.config import ConfigError, SlackConfig
 from bot.platforms.base import FailureScope, PermanentError, TransientError
 from bot.platforms.slack import (
     CONNECTION_ERRORS,
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "slack"
 APP_TOKEN_ENV = "SLACK_APP_TOKEN"
-SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
 
 # Slack allows 3 s for the ack; this leaves room for the network on both sides.
 ACK_BUDGET_S = 2.0
@@ -123,7 +122,9 @@ class BadInput:
 
 Request = ShowHelp | ShowSubscriptions | ShowTopics | FindNews | Subscribe | Unsubscribe | BadInput
 
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+# A number as a person might type it, exponent included (`1e999` is a number, and refused as
+# one, not part of a topic).
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _QUOTED = re.compile(r'^["“”](?P<topic>[^"“”]*)["“”](?:\s+(?P<rest>.*))?$', re.DOTALL)
 _NO_ARGUMENTS: dict[str, Request] = {
     "help": ShowHelp(),
@@ -505,16 +506,6 @@ def request_check(
     return refusal
 
 
-def signing_secret(environ: Mapping[str, str]) -> str:
-    secret = read_secret(SIGNING_SECRET_ENV, environ)
-    if not secret:
-        raise ConfigError(
-            f'[slack] commands = "http" needs the signing secret: set {SIGNING_SECRET_ENV} (or '
-            f"{SIGNING_SECRET_ENV}_FILE) from the app's Basic Information page"
-        )
-    return secret
-
-
 # --- Socket Mode ------------------------------------------------------------------------
 
 
@@ -605,15 +596,3 @@ class SocketModeReceiver:
             self._connect.cancel()
             await asyncio.gather(self._connect, return_exceptions=True)
         await self._handler.aclose()
-
-
-async def start_socket_mode(
-    config: SlackConfig, handler: SlackCommands, environ: Mapping[str, str]
-) -> SocketModeReceiver:
-    app_token = read_secret(APP_TOKEN_ENV, environ)
-    if not app_token:
-        raise ConfigError(
-            f'[slack] commands = "socket" needs the app-level token: set {APP_TOKEN_ENV} (or '
-            f'{APP_TOKEN_ENV}_FILE), or set commands = "http" or "off"; see docs/slack.md'
-        )
-    return await SocketModeReceiver.start(app_token, config, handler)

@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from bot.render.discord import embed_text_length as embed_text_length
     from bot.render.discord import render_discord as render_discord
     from bot.render.discord import render_discord_compact as render_discord_compact
-    from bot.render.preview import PLATFORMS as PLATFORMS
-    from bot.render.preview import render_preview as render_preview
     from bot.render.slack import SlackMessage as SlackMessage
     from bot.render.slack import render_slack as render_slack
     from bot.render.slack import render_slack_compact as render_slack_compact
@@ -39,8 +37,6 @@ _WHERE = {
     "embed_text_length": "discord",
     "render_discord": "discord",
     "render_discord_compact": "discord",
-    "PLATFORMS": "preview",
-    "render_preview": "preview",
     "SlackMessage": "slack",
     "render_slack": "slack",
     "render_slack_compact": "slack",
