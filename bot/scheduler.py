@@ -5,7 +5,8 @@ One lane per platform. Every (platform, channel) is its own queue, oldest story 
 article's published time). A channel is in exactly one place at a time:
 
     ready    its bucket allows a send now; served round robin: the channel served longest ago
-             (or never) first, so a channel that was idle goes ahead of a long backlog
+             (or never) first; a channel that was idle and now has one post to send goes ahead
+             of every backlog (even of channels not served yet in a first round)
     waiting  on a timer: its bucket is spent, or its next row's retry time has not come
     busy     a send is in flight (one per channel at a time: order and the channel's limit)
 
@@ -176,6 +177,7 @@ class Lane:
         self._waiting = _Heap()  # keyed by when it may go
         self._busy: set[str] = set()
         self._waiting_for_rows: set[str] = set()  # waiting for a row's retry time, not a bucket
+        self._urgent: set[str] = set()  # back from idle with one post: ahead of the rotation
         self._last_served: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._seq = itertools.count()
@@ -212,22 +214,33 @@ class Lane:
 
     # --- where a channel goes ------------------------------------------------------------
 
-    def _place(self, channel: str, at: float) -> None:
-        """Ready now, or waiting until `at`."""
+    def _place(self, channel: str, at: float, urgent: bool = False) -> None:
+        """Ready now, or waiting until `at`. `urgent`: it comes back from idle with a single
+        post: it goes ahead of the rotation until it has sent it."""
         self._ready.discard(channel)
         self._waiting.discard(channel)
         self._waiting_for_rows.discard(channel)
+        if urgent:
+            self._urgent.add(channel)
         now = self._clock.monotonic()
         if at <= now:
-            self._ready.push(self._last_served.get(channel, 0.0), next(self._seq), channel)
+            self._ready.push(self._turn(channel), next(self._seq), channel)
         else:
             self._waiting.push(at, next(self._seq), channel)
+
+    def _turn(self, channel: str) -> float:
+        """Its place in the rotation: ahead of everyone if urgent (first come, first served
+        among those), else by when it was last served (never: before those served)."""
+        if channel in self._urgent:
+            return float("-inf")
+        return self._last_served.get(channel, 0.0)
 
     def _retire(self, channel: str) -> None:
         """Nothing left for the channel: it leaves memory (and comes back first in line)."""
         self._ready.discard(channel)
         self._waiting.discard(channel)
         self._waiting_for_rows.discard(channel)
+        self._urgent.discard(channel)
         self._queues.pop(channel, None)
         self._last_served.pop(channel, None)
 
@@ -249,9 +262,10 @@ class Lane:
         at = self._mono_of(work.next_attempt_at)
         if current is not None and current <= at:
             return
-        # New to the lane, or a row came that may go sooner than the one it waited for.
+        # New to the lane, or a row came that may go sooner than the one it waited for. With
+        # one post to send it was idle: it goes ahead of the backlogs.
         self._queues.pop(channel, None)
-        self._place(channel, at)
+        self._place(channel, at, urgent=work.pending <= 1)
 
     async def _refill(self, channel: str) -> bool:
         """Read the channel's next due rows; False when none is due now (then the channel
@@ -279,7 +293,7 @@ class Lane:
     def _promote(self, now: float) -> None:
         while (at := self._waiting.peek_time()) is not None and at <= now:
             channel = self._waiting.pop()
-            self._ready.push(self._last_served.get(channel, 0.0), next(self._seq), channel)
+            self._ready.push(self._turn(channel), next(self._seq), channel)
 
     async def _dispatch_one(self, now: float) -> None:
         """Start the send of the next ready channel, if it is really ready (else it goes back
@@ -361,6 +375,7 @@ class Lane:
             self._retire(channel)
             return
         self._last_served[channel] = now
+        self._urgent.discard(channel)  # its turn came: it joins the rotation, if it stays
         if outcome is Outcome.RATE_LIMITED:
             # The channel's rows were held in the outbox: read afresh once the wait is over.
             self._queues.pop(channel, None)

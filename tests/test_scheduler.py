@@ -123,8 +123,12 @@ async def test_a_channel_that_was_idle_is_served_next_during_a_backlog(world: Wo
     await world.route(world.articles(10), busy)
     [quiet] = await world.channels("discord", 1, prefix="q")
     scheduler = world.scheduler(platform, DiscordPacing(50.0))
-    # Each arrival comes sooner than the channels' turn would come round again.
-    arrivals = {300: world.articles(1), 320: world.articles(1), 340: world.articles(1)}
+    # During the first round (while channels not yet served wait their first turn), and later,
+    # each sooner than the channels' turn would come round again.
+    arrivals = {
+        20: world.articles(1), 40: world.articles(1), 300: world.articles(1),
+        320: world.articles(1), 340: world.articles(1),
+    }
     routed_at: list[float] = []
 
     async def a_new_article_arrives(request_number: int) -> None:
@@ -137,7 +141,7 @@ async def test_a_channel_that_was_idle_is_served_next_during_a_backlog(world: Wo
     platform.on_send = a_new_article_arrives
     assert await scheduler.drain(asyncio.Event(), 300.0) == []
     posted = [r.at for r in platform.sent() if r.channel == quiet.channel]
-    assert len(posted) == 3 and len(platform.sent()) == 1003
+    assert len(posted) == 5 and len(platform.sent()) == 1005
     for arrived, sent in zip(routed_at, posted, strict=True):
         assert sent - arrived <= 0.1  # within a few global tokens, not behind the backlog
 

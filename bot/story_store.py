@@ -1,0 +1,117 @@
+"""Stories in the database: placing articles in them, inside the caller's transaction. The
+rules are bot/stories.py's; this only reads what they need and writes what they decide."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import aiosqlite
+
+from bot.articles import Article
+from bot.stories import (
+    TITLE_WINDOW_S,
+    Known,
+    Newcomer,
+    candidate_words,
+    group,
+)
+
+_CHUNK = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+async def place_articles(
+    db: aiosqlite.Connection, articles: Sequence[Article], now: float
+) -> dict[str, int]:
+    """Put each article (new, or changed) in its story; returns key -> story id. Stories that
+    an article links together become one (the older id stays)."""
+    if not articles:
+        return {}
+    newcomers = [Newcomer.of(a, now) for a in articles]
+    url_stories = await _url_stories(db, sorted({u for n in newcomers for u in n.urls}))
+    known = await _known_near(db, newcomers)
+    grouping = group(newcomers, known, url_stories)
+    for absorbed, survivor in sorted(grouping.merged.items()):
+        await _merge(db, absorbed, survivor)
+    new_story: dict[int, int] = {}
+    for number in sorted(set(grouping.new_group.values())):
+        cursor = await db.execute("INSERT INTO stories (created_at) VALUES (?)", (now,))
+        new_story[number] = int(cursor.lastrowid or 0)
+    story_of = dict(grouping.story_of)
+    story_of.update({key: new_story[n] for key, n in grouping.new_group.items()})
+    await db.executemany(
+        "UPDATE articles SET story_id = ?, published_s = ?, title_words = ? WHERE key = ?",
+        [(story_of[n.key], n.published_s, " ".join(n.words), n.key) for n in newcomers],
+    )
+    await db.executemany(
+        "INSERT INTO story_urls (url, story_id) VALUES (?, ?) "
+        "ON CONFLICT (url) DO UPDATE SET story_id = excluded.story_id",
+        [(url, story_of[n.key]) for n in newcomers for url in n.urls],
+    )
+    await db.executemany(
+        "DELETE FROM title_words WHERE article_key = ?", [(n.key,) for n in newcomers]
+    )
+    await db.executemany(
+        "INSERT OR IGNORE INTO title_words (word, article_key) VALUES (?, ?)",
+        [(word, n.key) for n in newcomers for word in candidate_words(n.words)],
+    )
+    return story_of
+
+
+async def _url_stories(db: aiosqlite.Connection, urls: Sequence[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for chunk in _chunks(urls):
+        marks = ",".join("?" * len(chunk))
+        async with db.execute(
+            f"SELECT url, story_id FROM story_urls WHERE url IN ({marks})", chunk
+        ) as cursor:
+            found.update({url: story for url, story in await cursor.fetchall()})
+    return found
+
+
+async def _known_near(db: aiosqlite.Connection, newcomers: Sequence[Newcomer]) -> list[Known]:
+    """Articles already placed that could match a newcomer's title: sharing one of its
+    candidate words, published within the window of the newcomers."""
+    words = sorted({w for n in newcomers for w in candidate_words(n.words)})
+    if not words:
+        return []
+    earliest = min(n.published_s for n in newcomers) - TITLE_WINDOW_S
+    latest = max(n.published_s for n in newcomers) + TITLE_WINDOW_S
+    skip = {n.key for n in newcomers}
+    known: dict[str, Known] = {}
+    for chunk in _chunks(words):
+        marks = ",".join("?" * len(chunk))
+        async with db.execute(
+            "SELECT DISTINCT a.key, a.story_id, a.published_s, a.title_words FROM title_words t "
+            f"JOIN articles a ON a.key = t.article_key WHERE t.word IN ({marks}) "
+            "AND a.published_s BETWEEN ? AND ? AND a.story_id IS NOT NULL",
+            (*chunk, earliest, latest),
+        ) as cursor:
+            for key, story_id, published_s, title in await cursor.fetchall():
+                if key not in skip:
+                    known[key] = Known(key, story_id, published_s, tuple(title.split()))
+    return list(known.values())
+
+
+async def _merge(db: aiosqlite.Connection, absorbed: int, survivor: int) -> None:
+    """An article linked two stories: the younger joins the older. A channel that had both
+    keeps the posts it got; a post still waiting for the younger goes to the older story, or
+    is dropped where the channel already has the older one."""
+    await db.execute("UPDATE articles SET story_id = ? WHERE story_id = ?", (survivor, absorbed))
+    await db.execute("UPDATE story_urls SET story_id = ? WHERE story_id = ?", (survivor, absorbed))
+    await db.execute("UPDATE stories SET merged_into = ? WHERE id = ?", (survivor, absorbed))
+    await db.execute(
+        "DELETE FROM deliveries WHERE story_id = ? AND kind = 'post' AND state = 'pending' "
+        "AND EXISTS (SELECT 1 FROM deliveries o WHERE o.story_id = ? AND o.kind = 'post' "
+        "AND o.platform = deliveries.platform AND o.channel = deliveries.channel)",
+        (absorbed, survivor),
+    )
+    await db.execute(
+        "UPDATE deliveries SET story_id = ? WHERE story_id = ? AND kind = 'post' "
+        "AND state = 'pending'",
+        (survivor, absorbed),
+    )
