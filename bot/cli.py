@@ -142,6 +142,17 @@ def _parser() -> argparse.ArgumentParser:
         "--max-age-days", type=_checked(float, validation.max_age_days), metavar="D",
         help="ignore articles published more than D days ago",
     )
+    add.add_argument(
+        "--late-coverage", choices=validation.LATE_COVERAGE_CHOICES, default="edit",
+        help="another outlet's article on a story already posted: edit the post (default), "
+        "reply in its thread, or off",
+    )
+    add.add_argument(
+        "--headline-margin", type=_checked(float, validation.headline_margin), default=20.0,
+        metavar="POINTS",
+        help="with --late-coverage edit: a late article this many quality points better "
+        "becomes the headline (default 20)",
+    )
     remove = command(
         subs_sub, "remove", "remove subscriptions (not those of the config file: edit it)"
     )
@@ -385,6 +396,8 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 providers_exclude=tuple(args.exclude_provider),
                 keywords=tuple(args.keyword),
                 max_age_days=args.max_age_days,
+                late_coverage=args.late_coverage,
+                headline_margin=args.headline_margin,
             )
             defaults = routing_defaults(config)
             ran_before = await state.backfill_ran(spec.platform, spec.channel, spec.topics)

@@ -68,6 +68,8 @@ class SubscriptionSpec:
     providers_exclude: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
     max_age_days: float | None = None
+    late_coverage: str = "edit"  # "edit", "thread" or "off": see bot.subscriptions.LateCoverage
+    headline_margin: float = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +277,7 @@ def _subscription(top: _Reader, table: Any, index: int) -> SubscriptionSpec | No
         {
             "platform", "channel", "topics", "min_quality", "include_unscored", "backfill",
             "providers_include", "providers_exclude", "keywords", "max_age_days",
+            "late_coverage", "headline_margin",
         }
     )
     platform = r.optional_string("platform", PLATFORM_NAMES)
@@ -298,6 +301,8 @@ def _subscription(top: _Reader, table: Any, index: int) -> SubscriptionSpec | No
         providers_exclude=r.strings("providers_exclude"),
         keywords=r.strings("keywords"),
         max_age_days=r.checked("max_age_days", None, validation.max_age_days),
+        late_coverage=r.checked("late_coverage", "edit", validation.late_coverage),
+        headline_margin=r.checked("headline_margin", 20.0, validation.headline_margin),
     )
 
 

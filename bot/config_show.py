@@ -73,6 +73,8 @@ def _subscription(spec: SubscriptionSpec) -> list[str]:
         f"max_age_days = {_number(spec.max_age_days)}"
         if spec.max_age_days is not None
         else "# max_age_days: not set (the global max_age_days)",
+        f"late_coverage = {toml_string(spec.late_coverage)}",
+        f"headline_margin = {_number(spec.headline_margin)}",
     ]
     return lines
 

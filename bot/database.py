@@ -9,6 +9,7 @@ The repositories (`State`, `Outbox`) share one `Database`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
@@ -127,7 +128,116 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT OR IGNORE INTO backfills (platform, channel, topics_key, ran_at)
         SELECT platform, channel, topics_key, created_at FROM subscriptions WHERE backfill > 0;
     """,
+    # Stories: articles that tell the same news (bot/stories.py) share a story, and a channel
+    # gets one post per story, edited (or answered in its thread) as coverage arrives. Every
+    # article known so far starts as a story of its own (its words and related URLs are filled
+    # in by the data step below). The outbox is rebuilt: a row is a post, an edit of a post, a
+    # reply in a post's thread, or the retraction of a post whose story joined an older one
+    # that the channel also has; a channel has one post per story.
+    """
+    CREATE TABLE stories (
+        id INTEGER PRIMARY KEY,
+        created_at REAL NOT NULL,
+        merged_into INTEGER
+    );
+    ALTER TABLE articles ADD COLUMN story_id INTEGER;
+    ALTER TABLE articles ADD COLUMN published_s REAL;
+    ALTER TABLE articles ADD COLUMN title_words TEXT NOT NULL DEFAULT '';
+    INSERT INTO stories (id, created_at) SELECT rowid, first_seen_at FROM articles;
+    UPDATE articles SET story_id = rowid,
+        published_s = COALESCE((julianday(published_at) - 2440587.5) * 86400.0, first_seen_at);
+    CREATE INDEX articles_by_story ON articles (story_id);
+    CREATE INDEX articles_by_time ON articles (published_s);
+    CREATE TABLE story_urls (url TEXT PRIMARY KEY, story_id INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX story_urls_by_story ON story_urls (story_id);
+    CREATE TABLE title_words (
+        word TEXT NOT NULL,
+        article_key TEXT NOT NULL,
+        PRIMARY KEY (word, article_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX title_words_by_article ON title_words (article_key);
+    CREATE TABLE deliveries_v7 (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        story_id INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'post',
+        article_key TEXT NOT NULL REFERENCES articles (key),
+        post_id INTEGER,
+        subscription_id INTEGER,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT,
+        message_ref TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        uncertain INTEGER NOT NULL DEFAULT 0,
+        sort_at REAL NOT NULL DEFAULT 0,
+        headline_key TEXT,
+        shown_hash TEXT,
+        thread_ref TEXT,
+        posted_at REAL
+    );
+    INSERT INTO deliveries_v7 (id, platform, channel, story_id, kind, article_key,
+        subscription_id, state, attempts, next_attempt_at, last_error, message_ref, created_at,
+        updated_at, uncertain, sort_at, headline_key)
+        SELECT d.id, d.platform, d.channel, a.story_id, 'post', d.article_key,
+            d.subscription_id, d.state, d.attempts, d.next_attempt_at, d.last_error,
+            d.message_ref, d.created_at, d.updated_at, d.uncertain, d.sort_at, d.article_key
+        FROM deliveries d JOIN articles a ON a.key = d.article_key;
+    DROP TABLE deliveries;
+    ALTER TABLE deliveries_v7 RENAME TO deliveries;
+    CREATE UNIQUE INDEX deliveries_one_post ON deliveries (platform, channel, story_id)
+        WHERE kind = 'post';
+    CREATE UNIQUE INDEX deliveries_one_waiting_edit ON deliveries (post_id)
+        WHERE kind = 'edit' AND state = 'pending';
+    CREATE UNIQUE INDEX deliveries_one_reply ON deliveries (post_id, article_key)
+        WHERE kind = 'reply';
+    CREATE UNIQUE INDEX deliveries_one_retract ON deliveries (post_id) WHERE kind = 'retract';
+    CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at);
+    CREATE INDEX deliveries_queue ON deliveries (platform, channel, state, sort_at, id);
+    CREATE INDEX deliveries_by_channel_due
+        ON deliveries (state, platform, channel, next_attempt_at);
+    CREATE INDEX deliveries_by_story ON deliveries (story_id, kind);
+    UPDATE deliveries SET posted_at = updated_at WHERE state = 'sent';
+    ALTER TABLE subscriptions ADD COLUMN late_coverage TEXT NOT NULL DEFAULT 'edit';
+    ALTER TABLE subscriptions ADD COLUMN headline_margin REAL NOT NULL DEFAULT 20;
+    """,
 )
+
+async def _story_data(db: aiosqlite.Connection) -> None:
+    """Version 7: the title words and related URLs of every article already known, so that
+    what arrives after the upgrade can join those stories too."""
+    from bot.articles import article_from_dict
+    from bot.stories import candidate_words, story_urls, title_words
+
+    async with db.execute("SELECT key, story_id, payload FROM articles") as cursor:
+        rows = list(await cursor.fetchall())
+    words_rows, index_rows = [], []
+    url_rows = [(key, story_id) for key, story_id, _ in rows]
+    for key, story_id, payload in rows:
+        try:
+            article = article_from_dict(json.loads(payload))
+        except (KeyError, TypeError, ValueError):
+            continue  # unreadable: it stays a story of its own, found by its own URL only
+        words = title_words(article.title)
+        words_rows.append((" ".join(words), key))
+        url_rows += [(url, story_id) for url in story_urls(article)]
+        index_rows += [(word, key) for word in candidate_words(words)]
+    await db.executemany("UPDATE articles SET title_words = ? WHERE key = ?", words_rows)
+    await db.executemany(
+        "INSERT OR IGNORE INTO story_urls (url, story_id) VALUES (?, ?)", url_rows
+    )
+    await db.executemany(
+        "INSERT OR IGNORE INTO title_words (word, article_key) VALUES (?, ?)", index_rows
+    )
+
+
+# Python steps that run after a version's SQL, in the same transaction.
+DATA_MIGRATIONS: dict[int, Callable[[aiosqlite.Connection], Awaitable[None]]] = {
+    7: _story_data,
+}
 
 # How long to keep trying when another process holds the write lock.
 _LOCKED_RETRIES = 8
@@ -199,6 +309,9 @@ class Database:
             ) -> None:
                 for statement in filter(str.strip, script.split(";")):
                     await db.execute(statement)
+                data_step = DATA_MIGRATIONS.get(n)
+                if data_step is not None:
+                    await data_step(db)
                 await db.execute(f"PRAGMA user_version = {n}")
 
             await self.write(apply)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,7 +16,7 @@ from enum import StrEnum
 from bot.articles import Article
 from bot.clock import Clock
 from bot.metrics import Metrics
-from bot.outbox import Delivery, Outbox
+from bot.outbox import Delivery, DeliveryKind, Outbox
 from bot.platforms.base import (
     FailureScope,
     Notifier,
@@ -27,11 +26,13 @@ from bot.platforms.base import (
     TransientError,
 )
 from bot.state import State
+from bot.stories import compose
+from bot.subscriptions import LateCoverage
 
 log = logging.getLogger(__name__)
 
-# Articles rendered recently, by key: a fan-out sends the same few articles to every channel.
-ARTICLE_CACHE_SIZE = 256
+# Stories read recently: a fan-out sends the same few stories to every channel.
+STORY_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,7 @@ class Outcome(StrEnum):
     PARKED = "parked"  # the channel refused us: its rows wait for someone to fix it
     PLATFORM_STOPPED = "platform_stopped"  # the credentials were refused
     SKIPPED = "skipped"  # the row was no longer pending when its turn came
+    UNCHANGED = "unchanged"  # an edit that would show nothing new: not sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ def log_outcome(
         "article": delivery.article_key,
         "attempt": attempt,
         "latency_ms": round(latency_ms),
+        "kind": str(delivery.kind),  # a post, or an edit, a reply or a retraction of one
     }
     if wait_s is not None:
         fields["wait_s"] = round(wait_s, 2)
@@ -110,7 +113,10 @@ class Deliverer:
         self._clock = clock
         self._policy = policy or RetryPolicy()
         self._jitter = jitter
-        self._articles: OrderedDict[str, Article] = OrderedDict()
+        # story id -> (its members' keys and first-seen times, the members)
+        self._stories: dict[
+            int, tuple[list[tuple[str, float, float]], list[tuple[Article, float]]]
+        ] = {}
         self.stopped_platforms: dict[str, str] = {}
 
     @property
@@ -145,32 +151,41 @@ class Deliverer:
                 await self._outbox.mark_retry(delivery.id, self._clock.time(), "interrupted")
         return found
 
-    async def _article(self, key: str) -> Article | None:
-        article = self._articles.get(key)
-        if article is not None:
-            self._articles.move_to_end(key)
-            return article
-        article = await self._state.get_article(key)
-        if article is not None:
-            self._articles[key] = article
-            if len(self._articles) > ARTICLE_CACHE_SIZE:
-                self._articles.popitem(last=False)
-        return article
-
-    def forget_article(self, key: str) -> None:
-        """The article changed: render it afresh from the state next time."""
-        self._articles.pop(key, None)
-
     async def attempt(
         self, delivery: Delivery, before_request: Callable[[], Awaitable[None]] | None = None
     ) -> Attempt:
-        """Send one row, record what came of it, and say so. `before_request` is awaited
-        right before the platform is asked (the scheduler's platform-wide pacing)."""
+        """Send one row (a post, an edit or a reply), record what came of it, and say so.
+        `before_request` is awaited right before the platform is asked (the scheduler's
+        platform-wide pacing)."""
         notifier = self._notifiers[delivery.platform]
-        article = await self._article(delivery.article_key)
-        if article is None:
+        post = delivery if delivery.kind is DeliveryKind.POST else await self._outbox.post_of(
+            delivery
+        )
+        if post is None or (delivery.kind is not DeliveryKind.POST and not post.message_ref):
+            await self._outbox.mark_failed(delivery.id, "its post is gone")
+            return Attempt(Outcome.FAILED)
+        if delivery.kind is DeliveryKind.RETRACT:
+            return await self._send(notifier, delivery, post, None, None, before_request)
+        view = await self._view(post)
+        if view is None:
             await self._outbox.mark_failed(delivery.id, "the article is no longer in the state")
             return Attempt(Outcome.FAILED)
+        shown = notifier.fingerprint(delivery.channel, view)
+        if delivery.kind is DeliveryKind.EDIT and shown == post.shown_hash:
+            # Nothing visible would change: no request.
+            await self._outbox.mark_sent(delivery.id, post.message_ref)
+            return Attempt(Outcome.UNCHANGED)
+        return await self._send(notifier, delivery, post, view, shown, before_request)
+
+    async def _send(
+        self,
+        notifier: Notifier,
+        delivery: Delivery,
+        post: Delivery,
+        view: Article | None,
+        shown: str | None,
+        before_request: Callable[[], Awaitable[None]] | None,
+    ) -> Attempt:
         attempt = delivery.attempts + 1
         if delivery.uncertain:
             found = await self._already_posted(delivery)
@@ -182,7 +197,7 @@ class Deliverer:
             await before_request()
         started = self._clock.monotonic()
         try:
-            ref = await notifier.send(delivery.key, delivery.channel, article)
+            ref = await self._request(notifier, delivery, post, view)
         except TransientError as exc:
             self._observe(delivery, "rate_limited" if exc.rate_limited else "retry", started)
             return await self._retry(delivery, attempt, exc, started)
@@ -198,13 +213,73 @@ class Deliverer:
                 f"unexpected {type(exc).__name__} from the notifier", maybe_sent=True
             )
             return await self._retry(delivery, attempt, unexpected, started)
-        return await self._sent(delivery, attempt, ref, started)
+        if delivery.kind is DeliveryKind.REPLY:
+            await self._outbox.record_shown(post.id, post.shown_hash or "", ref.thread_ref)
+        elif delivery.kind is DeliveryKind.EDIT and shown is not None:
+            await self._outbox.record_shown(post.id, shown)
+        return await self._sent(delivery, attempt, ref, started, shown)
+
+    async def _request(
+        self, notifier: Notifier, delivery: Delivery, post: Delivery, view: Article | None
+    ) -> SentRef:
+        if delivery.kind is DeliveryKind.RETRACT:
+            assert post.message_ref is not None
+            return await notifier.retract(delivery.channel, post.message_ref)
+        assert view is not None
+        if delivery.kind is DeliveryKind.POST:
+            return await notifier.send(delivery.key, delivery.channel, view)
+        assert post.message_ref is not None
+        if delivery.kind is DeliveryKind.EDIT:
+            return await notifier.edit(delivery.channel, post.message_ref, view)
+        article = next(
+            (a for a, _ in await self._members(post.story_id) if a.key == delivery.article_key),
+            None,
+        )
+        if article is None:
+            raise PermanentError("the article is no longer in the state", FailureScope.DELIVERY)
+        parent = SentRef(post.message_ref, thread_ref=post.thread_ref)
+        return await notifier.reply(delivery.key, delivery.channel, parent, article)
+
+    async def _view(self, post: Delivery) -> Article | None:
+        """The story as this post shows it: its headline, with the story's other articles as
+        coverage (all of them when the subscription edits its posts as coverage arrives; else
+        those known when it was posted, the later ones being replies or not shown)."""
+        members = await self._members(post.story_id)
+        wanted = post.headline_key or post.article_key
+        headline = next((a for a, _ in members if a.key == wanted), None)
+        if headline is None:
+            return None
+        mode = await self._state.late_coverage_of(post.subscription_id)
+        posted_at = post.posted_at
+        others = [
+            article
+            for article, seen in members
+            if article.key != headline.key
+            and (mode is LateCoverage.EDIT or posted_at is None or seen <= posted_at)
+        ]
+        return compose(headline, others)
+
+    async def _members(self, story_id: int) -> list[tuple[Article, float]]:
+        """A story's articles with when each was first seen; read again whenever one joins
+        or changes (a corrected file), else parsed once for a whole fan-out."""
+        seen = await self._state.story_seen(story_id)
+        cached = self._stories.get(story_id)
+        if cached is not None and cached[0] == seen:
+            return cached[1]
+        articles = {a.key: a for a in await self._state.story_articles(story_id)}
+        members = [(articles[key], first) for key, first, _ in seen if key in articles]
+        self._stories[story_id] = (seen, members)
+        if len(self._stories) > STORY_CACHE_SIZE:
+            self._stories.pop(next(iter(self._stories)))
+        return members
 
     async def _sent(
-        self, delivery: Delivery, attempt: int, ref: SentRef, started: float
+        self, delivery: Delivery, attempt: int, ref: SentRef, started: float, shown: str | None
     ) -> Attempt:
         latency_ms = self._observe(delivery, "sent", started)
-        await self._outbox.mark_sent(delivery.id, ref.message_id)
+        await self._outbox.mark_sent(
+            delivery.id, ref.message_id, shown if delivery.kind is DeliveryKind.POST else None
+        )
         log_outcome(logging.INFO, "sent", delivery, attempt, latency_ms)
         return Attempt(Outcome.SENT, ref.rate)
 

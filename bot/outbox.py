@@ -1,5 +1,12 @@
-"""The delivery outbox: one row per (platform, channel, article), written in the same
-transaction as the routing that decided it, then moved through its states by delivery.
+"""The delivery outbox, written in the same transaction as the routing that decided it, then
+moved through its states by delivery. A row is one of three kinds:
+
+- a **post**: a story in a channel, once (unique per platform, channel and story);
+- an **edit** of a post, when coverage arrives late or an article changes (at most one waiting
+  per post: whatever it shows is rendered when it goes);
+- a **reply** in a post's thread, one per late article (`late_coverage = "thread"`);
+- a **retraction** of a post, when an article shows that two stories a channel got are one:
+  the younger post is withdrawn and the older one edited, so the channel keeps one post.
 
     pending ──> sending ──> sent
        ^           │
@@ -22,7 +29,7 @@ import aiosqlite
 from bot.articles import Article
 from bot.clock import Clock
 from bot.database import Database
-from bot.subscriptions import Subscription
+from bot.subscriptions import LateCoverage, Subscription
 
 
 class DeliveryState(StrEnum):
@@ -33,12 +40,19 @@ class DeliveryState(StrEnum):
     PARKED = "parked"  # the channel refused us for good; waits for the subscription to return
 
 
+class DeliveryKind(StrEnum):
+    POST = "post"
+    EDIT = "edit"
+    REPLY = "reply"
+    RETRACT = "retract"  # the post's story joined an older one this channel has: withdraw it
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     id: int
     platform: str
     channel: str
-    article_key: str
+    article_key: str  # a post: the article that brought the story here; a reply: the newcomer
     subscription_id: int | None
     state: DeliveryState
     attempts: int
@@ -47,11 +61,22 @@ class Delivery:
     message_ref: str | None
     uncertain: bool = False  # the last attempt may have posted: look before sending again
     sort_at: float = 0.0  # the article's published time: a channel's rows go oldest first
+    story_id: int = 0
+    kind: DeliveryKind = DeliveryKind.POST
+    post_id: int | None = None  # an edit's or a reply's post
+    headline_key: str | None = None  # a post: the article it leads with
+    shown_hash: str | None = None  # a post: what its message shows now
+    thread_ref: str | None = None  # a post: the thread its replies go to, once there is one
+    posted_at: float | None = None
 
     @property
     def key(self) -> str:
-        """The delivery's identity, stable across retries and restarts."""
-        return f"{self.platform}:{self.channel}:{self.article_key}"
+        """The delivery's identity, stable across retries and restarts (a post's is the same
+        as before stories: platform, channel and the article that brought the story)."""
+        base = f"{self.platform}:{self.channel}:{self.article_key}"
+        if self.kind is DeliveryKind.POST:
+            return base
+        return f"{base}:{self.kind}:{self.post_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +95,127 @@ def sort_time(article: Article, now: float) -> float:
 
 
 async def enqueue(
-    db: aiosqlite.Connection, rows: Sequence[tuple[Article, Subscription]], now: float
+    db: aiosqlite.Connection,
+    rows: Sequence[tuple[Article, int, Subscription]],
+    now: float,
+    late: bool = True,
 ) -> int:
-    """Outbox rows for (article, subscription) pairs, inside the caller's transaction; returns
-    how many are new (a channel already due the story keeps its one row)."""
-    cursor = await db.executemany(
-        "INSERT OR IGNORE INTO deliveries (platform, channel, article_key, subscription_id, "
-        "state, attempts, next_attempt_at, created_at, updated_at, sort_at) "
-        "VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-        [
+    """Posts for (article, story, subscription) triples, inside the caller's transaction;
+    returns how many are new. A channel that has the story already gets its late coverage
+    instead (`late=False`: nothing, as for a backfill)."""
+    created = 0
+    for article, story_id, sub in rows:
+        cursor = await db.execute(
+            "INSERT OR IGNORE INTO deliveries (platform, channel, story_id, kind, article_key, "
+            "headline_key, subscription_id, state, attempts, next_attempt_at, created_at, "
+            "updated_at, sort_at) VALUES (?, ?, ?, 'post', ?, ?, ?, ?, 0, ?, ?, ?, ?)",
             (
-                sub.platform, sub.channel, article.key, sub.id, DeliveryState.PENDING, now, now,
-                now, sort_time(article, now),
-            )
-            for article, sub in rows
-        ],
+                sub.platform, sub.channel, story_id, article.key, article.key, sub.id,
+                DeliveryState.PENDING, now, now, now, sort_time(article, now),
+            ),
+        )
+        if cursor.rowcount > 0:
+            created += 1
+        elif late:
+            await _cover_late(db, story_id, article, sub, now)
+    return created
+
+
+async def _cover_late(
+    db: aiosqlite.Connection, story_id: int, article: Article, sub: Subscription, now: float
+) -> None:
+    """An article joined a story this channel already has: maybe a better headline, then an
+    edit or a reply, as the subscription asks (a post not sent yet shows it when it goes)."""
+    async with db.execute(
+        "SELECT d.id, d.state, a.quality FROM deliveries d "
+        "LEFT JOIN articles a ON a.key = d.headline_key "
+        "WHERE d.platform = ? AND d.channel = ? AND d.story_id = ? AND d.kind = 'post'",
+        (sub.platform, sub.channel, story_id),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None or sub.late_coverage is LateCoverage.OFF:
+        return
+    post_id, state, headline_quality = row
+    if (
+        sub.late_coverage is LateCoverage.EDIT
+        and article.quality is not None
+        and (headline_quality is None or article.quality >= headline_quality + sub.headline_margin)
+    ):
+        await db.execute(
+            "UPDATE deliveries SET headline_key = ? WHERE id = ?", (article.key, post_id)
+        )
+    if state != DeliveryState.SENT:
+        return
+    kind = DeliveryKind.EDIT if sub.late_coverage is LateCoverage.EDIT else DeliveryKind.REPLY
+    await _follow_up(db, post_id, kind, article, now)
+
+
+async def _follow_up(
+    db: aiosqlite.Connection,
+    post_id: int,
+    kind: DeliveryKind,
+    article: Article | None,
+    now: float,
+) -> None:
+    """An edit (one waiting per post at most), a reply (one per article: `article`) or a
+    retraction of a sent post."""
+    await db.execute(
+        "INSERT OR IGNORE INTO deliveries (platform, channel, story_id, kind, article_key, "
+        "post_id, subscription_id, state, attempts, next_attempt_at, created_at, updated_at, "
+        "sort_at) SELECT platform, channel, story_id, ?, COALESCE(?, article_key), id, "
+        "subscription_id, ?, 0, ?, ?, ?, ? FROM deliveries WHERE id = ?",
+        (
+            kind, article.key if article else None, DeliveryState.PENDING, now, now, now, now,
+            post_id,
+        ),
     )
-    return max(cursor.rowcount, 0)
+
+
+async def merge_posts(
+    db: aiosqlite.Connection, absorbed: int, survivor: int, now: float
+) -> None:
+    """Story `absorbed` joined `survivor`. Where a channel has posts of both, the younger one
+    is withdrawn (dropped if not sent yet) and the older edited to show the whole story; where
+    it has only the younger, that post becomes the story's (edited, if it went out)."""
+    async with db.execute(
+        "SELECT a.id, a.state, s.id, s.state FROM deliveries a LEFT JOIN deliveries s "
+        "ON s.platform = a.platform AND s.channel = a.channel AND s.story_id = ? "
+        "AND s.kind = 'post' WHERE a.story_id = ? AND a.kind = 'post'",
+        (survivor, absorbed),
+    ) as cursor:
+        pairs = list(await cursor.fetchall())
+    for post_id, state, kept_id, kept_state in pairs:
+        if kept_id is None:
+            await db.execute(
+                "UPDATE deliveries SET story_id = ? WHERE id = ? OR post_id = ?",
+                (survivor, post_id, post_id),
+            )
+            if state == DeliveryState.SENT:
+                await _follow_up(db, post_id, DeliveryKind.EDIT, None, now)
+            continue
+        await db.execute(
+            "DELETE FROM deliveries WHERE post_id = ? AND kind != 'retract' AND state = ?",
+            (post_id, DeliveryState.PENDING),
+        )
+        if state == DeliveryState.SENT:
+            await _follow_up(db, post_id, DeliveryKind.RETRACT, None, now)
+        else:
+            await db.execute("DELETE FROM deliveries WHERE id = ?", (post_id,))
+        if kept_state == DeliveryState.SENT:
+            await _follow_up(db, kept_id, DeliveryKind.EDIT, None, now)
+
+
+async def correct(db: aiosqlite.Connection, story_id: int, article: Article, now: float) -> int:
+    """An article of this story changed (a corrected title, excerpt or quality): every post of
+    the story that went out gets an edit (sent only if what it shows really changes)."""
+    async with db.execute(
+        "SELECT id FROM deliveries WHERE story_id = ? AND kind = 'post' AND state = ?",
+        (story_id, DeliveryState.SENT),
+    ) as cursor:
+        posts = [row[0] for row in await cursor.fetchall()]
+    for post_id in posts:
+        await _follow_up(db, post_id, DeliveryKind.EDIT, article, now)
+    return len(posts)
 
 
 def _delivery(row: aiosqlite.Row) -> Delivery:
@@ -103,6 +232,13 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
         message_ref=row["message_ref"],
         uncertain=bool(row["uncertain"]),
         sort_at=row["sort_at"],
+        story_id=row["story_id"],
+        kind=DeliveryKind(row["kind"]),
+        post_id=row["post_id"],
+        headline_key=row["headline_key"],
+        shown_hash=row["shown_hash"],
+        thread_ref=row["thread_ref"],
+        posted_at=row["posted_at"],
     )
 
 
@@ -224,11 +360,35 @@ class Outbox:
 
         return await self._database.write(body) == 1
 
-    async def mark_sent(self, delivery_id: int, message_ref: str | None) -> None:
+    async def mark_sent(
+        self, delivery_id: int, message_ref: str | None, shown_hash: str | None = None
+    ) -> None:
+        """Sent; a post also records what its message shows (for later edits) and when."""
         await self._update(
             delivery_id,
-            "state = ?, message_ref = ?, last_error = NULL, uncertain = 0",
-            (DeliveryState.SENT, message_ref),
+            "state = ?, message_ref = ?, last_error = NULL, uncertain = 0, "
+            "shown_hash = COALESCE(?, shown_hash), "
+            "posted_at = CASE WHEN kind = 'post' THEN COALESCE(posted_at, ?) ELSE posted_at END",
+            (DeliveryState.SENT, message_ref, shown_hash, self._clock.time()),
+        )
+
+    async def post_of(self, delivery: Delivery) -> Delivery | None:
+        """The post an edit or a reply belongs to."""
+        if delivery.post_id is None:
+            return None
+        rows = await self._database.fetchall(
+            "SELECT * FROM deliveries WHERE id = ?", (delivery.post_id,)
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def record_shown(
+        self, post_id: int, shown_hash: str, thread_ref: str | None = None
+    ) -> None:
+        """What a post's message shows after an edit (and the thread its replies go to)."""
+        await self._update(
+            post_id,
+            "shown_hash = ?, thread_ref = COALESCE(?, thread_ref)",
+            (shown_hash, thread_ref),
         )
 
     async def mark_retry(

@@ -24,6 +24,9 @@ from typing import Protocol
 from bot.platforms.base import RateLimit, RateScope
 
 WEBHOOK_PREFIX = "webhook:"
+# What a send does, for the platforms whose limits differ by request (Discord: a post, an edit
+# and a reply in a thread each have their own bucket per channel).
+POST = "post"
 
 
 class Pacer(Protocol):
@@ -31,11 +34,11 @@ class Pacer(Protocol):
         """The earliest moment any send to the platform may go (a global limit)."""
         ...
 
-    def channel_ready_at(self, channel: str, now: float) -> float:
+    def channel_ready_at(self, channel: str, now: float, route: str = POST) -> float:
         """The earliest moment a send to `channel` may go, as far as its own bucket goes."""
         ...
 
-    def dispatched(self, channel: str, now: float) -> None:
+    def dispatched(self, channel: str, now: float, route: str = POST) -> None:
         """A send to `channel` is on its way: it takes the channel's bucket's budget."""
         ...
 
@@ -45,7 +48,9 @@ class Pacer(Protocol):
         database, the event loop) cannot bunch requests up beyond the platform's limit."""
         ...
 
-    def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
+    def answered(
+        self, channel: str, rate: RateLimit | None, now: float, route: str = POST
+    ) -> None:
         """The platform answered that send (success or not), saying `rate` about its bucket."""
         ...
 
@@ -114,16 +119,18 @@ class Unpaced:
     def platform_ready_at(self, now: float) -> float:
         return now
 
-    def channel_ready_at(self, channel: str, now: float) -> float:
+    def channel_ready_at(self, channel: str, now: float, route: str = POST) -> float:
         return now
 
-    def dispatched(self, channel: str, now: float) -> None:
+    def dispatched(self, channel: str, now: float, route: str = POST) -> None:
         return None
 
     def take_platform(self, now: float) -> None:
         return None
 
-    def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
+    def answered(
+        self, channel: str, rate: RateLimit | None, now: float, route: str = POST
+    ) -> None:
         return None
 
     def prune(self, now: float) -> None:
@@ -190,11 +197,12 @@ class ReportedBucket:
         )
 
 
-def discord_route(channel: str) -> tuple[str, str]:
-    """(route, major parameter) of a post to `channel`: a channel's messages, or a webhook's."""
+def discord_route(channel: str, route: str = POST) -> tuple[str, str]:
+    """(route, major parameter) of a request to `channel`: to a channel's messages, or to a
+    webhook's; a post, an edit or a reply each its own route."""
     if channel.startswith(WEBHOOK_PREFIX):
-        return "webhook", channel.removeprefix(WEBHOOK_PREFIX)
-    return "post", channel
+        return f"webhook-{route}", channel.removeprefix(WEBHOOK_PREFIX)
+    return route, channel
 
 
 @dataclass(slots=True)
@@ -211,12 +219,12 @@ class DiscordPacing:
         rate = self.global_rate_per_s * DISCORD_GLOBAL_HEADROOM
         self._global = TokenBucket(rate, max(1.0, self.global_rate_per_s - rate - 1.0))
 
-    def _key(self, channel: str) -> tuple[str, str]:
-        route, major = discord_route(channel)
-        return self._bucket_of_route.get(route, route), major
+    def _key(self, channel: str, route: str) -> tuple[str, str]:
+        kind, major = discord_route(channel, route)
+        return self._bucket_of_route.get(kind, kind), major
 
-    def _bucket(self, channel: str) -> ReportedBucket:
-        key = self._key(channel)
+    def _bucket(self, channel: str, route: str) -> ReportedBucket:
+        key = self._key(channel, route)
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = ReportedBucket()
@@ -225,20 +233,22 @@ class DiscordPacing:
     def platform_ready_at(self, now: float) -> float:
         return self._global.ready_at(now)
 
-    def channel_ready_at(self, channel: str, now: float) -> float:
-        bucket = self._buckets.get(self._key(channel))
+    def channel_ready_at(self, channel: str, now: float, route: str = POST) -> float:
+        bucket = self._buckets.get(self._key(channel, route))
         return now if bucket is None else bucket.ready_at(now)
 
-    def dispatched(self, channel: str, now: float) -> None:
-        self._bucket(channel).dispatched()
+    def dispatched(self, channel: str, now: float, route: str = POST) -> None:
+        self._bucket(channel, route).dispatched()
 
     def take_platform(self, now: float) -> None:
         self._global.take(now)
 
-    def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
-        bucket = self._bucket(channel)
+    def answered(
+        self, channel: str, rate: RateLimit | None, now: float, route: str = POST
+    ) -> None:
+        bucket = self._bucket(channel, route)
         if rate is not None and rate.bucket:
-            self._learn_bucket_name(channel, rate.bucket, bucket)
+            self._learn_bucket_name(channel, route, rate.bucket, bucket)
         bucket.answered(rate, now)
         if (
             rate is not None
@@ -247,12 +257,14 @@ class DiscordPacing:
         ):
             self._global.block_until(now + rate.retry_after_s + DISCORD_RESET_MARGIN_S, now)
 
-    def _learn_bucket_name(self, channel: str, name: str, bucket: ReportedBucket) -> None:
-        route, major = discord_route(channel)
-        if self._bucket_of_route.get(route) == name:
+    def _learn_bucket_name(
+        self, channel: str, route: str, name: str, bucket: ReportedBucket
+    ) -> None:
+        kind, major = discord_route(channel, route)
+        if self._bucket_of_route.get(kind) == name:
             return
-        old_key = self._key(channel)
-        self._bucket_of_route[route] = name
+        old_key = self._key(channel, route)
+        self._bucket_of_route[kind] = name
         new_key = (name, major)
         # The bucket this route used so far is now known by Discord's name; one already known
         # by that name (another route's) is the same limit, so it wins.
@@ -316,17 +328,19 @@ class SlackPacing:
     def platform_ready_at(self, now: float) -> float:
         return self._workspace.ready_at(now)
 
-    def channel_ready_at(self, channel: str, now: float) -> float:
+    def channel_ready_at(self, channel: str, now: float, route: str = POST) -> float:
         pace = self._channels.get(channel)
         return now if pace is None else pace.bucket.ready_at(now)
 
-    def dispatched(self, channel: str, now: float) -> None:
+    def dispatched(self, channel: str, now: float, route: str = POST) -> None:
         self._pace(channel, now).bucket.take(now)
 
     def take_platform(self, now: float) -> None:
         self._workspace.take(now)
 
-    def answered(self, channel: str, rate: RateLimit | None, now: float) -> None:
+    def answered(
+        self, channel: str, rate: RateLimit | None, now: float, route: str = POST
+    ) -> None:
         pace = self._pace(channel, now)
         if rate is None or rate.retry_after_s is None:
             self._recover(now)

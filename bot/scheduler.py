@@ -299,19 +299,21 @@ class Lane:
         """Start the send of the next ready channel, if it is really ready (else it goes back
         to wait for its bucket, or to read its rows)."""
         channel = self._ready.pop()
-        channel_at = self.pacer.channel_ready_at(channel, now)
-        if channel_at > now:
-            self._waiting.push(channel_at, next(self._seq), channel)
-            return
         queue = self._queues.get(channel)
         if not queue:
             if not await self._refill(channel):
                 return
             queue = self._queues[channel]
             now = self._clock.monotonic()
+        # The next row's request (a post, an edit, a reply) is what its bucket must allow.
+        route = str(queue[0].kind)
+        channel_at = self.pacer.channel_ready_at(channel, now, route)
+        if channel_at > now:
+            self._waiting.push(channel_at, next(self._seq), channel)
+            return
         row = queue.popleft()
         self._looked_since_send = False
-        self.pacer.dispatched(channel, now)
+        self.pacer.dispatched(channel, now, route)
         self._busy.add(channel)
         # Counted as before the gate from now, not from when the task first runs.
         gate = _GatePass(self)
@@ -324,12 +326,15 @@ class Lane:
             try:
                 attempt = await self._deliverer.attempt(row, gate)
             except Exception:
-                # The database failed under the attempt (the send itself maps its errors).
-                # The row is still pending or sending: it is tried again, and resolved at the
-                # latest at the next start.
+                # A bug, or the database failing under the attempt (the send itself maps its
+                # errors). The row is still pending or sending: the channel pauses, then it is
+                # tried again (and at the latest resolved at the next start), never in a loop.
                 log.exception("delivery attempt for %s failed", row.key)
-                attempt = Attempt(Outcome.RETRY, reason="internal error")
-            await self._after(channel, attempt)
+                self._count(Outcome.RETRY)
+                self._queues.pop(channel, None)
+                self._place(channel, self._clock.monotonic() + ERROR_PAUSE_S)
+                return
+            await self._after(channel, attempt, str(row.kind))
         except Exception:
             log.exception("could not read the next rows of %s:%s", self.platform, channel)
             self._queues.pop(channel, None)
@@ -360,11 +365,11 @@ class Lane:
         finally:
             self._at_gate -= 1
 
-    async def _after(self, channel: str, attempt: Attempt) -> None:
+    async def _after(self, channel: str, attempt: Attempt, route: str) -> None:
         """Learn from the answer, then put the channel where it belongs: waiting for its
         bucket, ready, or (nothing left to send now) waiting for its next row, or gone."""
         now = self._clock.monotonic()
-        self.pacer.answered(channel, attempt.rate, now)
+        self.pacer.answered(channel, attempt.rate, now, route)
         self._count(attempt.outcome)
         self._prune(now)
         outcome = attempt.outcome
@@ -381,7 +386,9 @@ class Lane:
             self._queues.pop(channel, None)
         elif not self._queues.get(channel) and not await self._refill(channel):
             return  # nothing due now: `_refill` put it to wait for its next row, or retired it
-        self._place(channel, self.pacer.channel_ready_at(channel, self._clock.monotonic()))
+        queue = self._queues.get(channel)
+        route = str(queue[0].kind) if queue else route
+        self._place(channel, self.pacer.channel_ready_at(channel, self._clock.monotonic(), route))
 
     def _prune(self, now: float) -> None:
         self._sends_since_prune += 1
@@ -523,6 +530,7 @@ class Scheduler:
     async def drain(self, stop: asyncio.Event, max_wait_s: float) -> list[Leftover]:
         """Deliver everything that may go within `max_wait_s` (waiting out rate limits and
         short backoffs), then say what is left and why."""
+        self.notify()  # look at the outbox as it is now, whatever a previous run saw
         await self._run_lanes(stop, max_wait_s)
         for lane in self.lanes.values():
             await lane.finish_in_flight(float("inf") if not stop.is_set() else 8.0)

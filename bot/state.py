@@ -19,10 +19,11 @@ import aiosqlite
 from bot.articles import Article, article_from_dict, article_to_dict
 from bot.clock import Clock
 from bot.database import MIGRATIONS, Database, StateError
-from bot.outbox import Delivery, DeliveryState, Outbox, enqueue
+from bot.outbox import Delivery, DeliveryState, Outbox, correct, enqueue
 from bot.routing import Routing
 from bot.store import FileOutcome, FileStamp
-from bot.subscriptions import Subscription, SubscriptionSource, topics_key
+from bot.story_store import place_articles
+from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource, topics_key
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,8 @@ class State:
             counts = {"new": 0, "updated": 0, "dup": 0, "held": 0}
             seen_now: set[str] = set()
             upserts: list[Article] = []
-            outbox: list[tuple[Article, Subscription]] = []
+            updated: list[Article] = []
+            routed: list[tuple[Article, Subscription]] = []
             for outcome in outcomes:
                 article = outcome.article
                 if article is None:
@@ -165,12 +167,13 @@ class State:
                 upserts.append(article)
                 if article.key in known:
                     counts["updated"] += 1
+                    updated.append(article)
                     continue
                 counts["new"] += 1
                 if route is not None:
                     routing = route(article)
                     counts["held"] += int(routing.held_unscored and not routing.targets)
-                    outbox.extend((article, sub) for sub in routing.targets)
+                    routed.extend((article, sub) for sub in routing.targets)
             # One statement per table for the whole batch: a cold scan records thousands of
             # files, and each statement is a round trip to the database thread.
             await db.executemany(
@@ -192,7 +195,13 @@ class State:
                 ],
             )
             await self._upsert_articles(db, upserts, now)
-            deliveries = await enqueue(db, outbox, now)
+            story_of = await place_articles(db, upserts, now)
+            deliveries = await enqueue(
+                db, [(article, story_of[article.key], sub) for article, sub in routed], now
+            )
+            for article in updated:
+                # A changed file (same URL): what was posted of its story is edited to match.
+                await correct(db, story_of[article.key], article, now)
             return IngestReport(
                 new_articles=counts["new"],
                 updated_articles=counts["updated"],
@@ -263,6 +272,33 @@ class State:
             [(a.key, t.casefold(), t) for a in articles for t in a.topics],
         )
 
+    async def late_coverage_of(self, subscription_id: int | None) -> LateCoverage:
+        """How this subscription shows late coverage (edit, when it is gone)."""
+        if subscription_id is None:
+            return LateCoverage.EDIT
+        rows = await self._database.fetchall(
+            "SELECT late_coverage FROM subscriptions WHERE id = ?", (subscription_id,)
+        )
+        return LateCoverage(rows[0]["late_coverage"]) if rows else LateCoverage.EDIT
+
+    async def story_articles(self, story_id: int) -> list[Article]:
+        """Every article of a story, the earliest seen first, each with when it was seen."""
+        rows = await self._database.fetchall(
+            "SELECT payload FROM articles WHERE story_id = ? ORDER BY first_seen_at, key",
+            (story_id,),
+        )
+        return [article_from_dict(json.loads(r["payload"])) for r in rows]
+
+    async def story_seen(self, story_id: int) -> list[tuple[str, float, float]]:
+        """(article key, first seen, last changed) of a story's articles: what changes when
+        one joins or is corrected."""
+        rows = await self._database.fetchall(
+            "SELECT key, first_seen_at, updated_at FROM articles WHERE story_id = ? "
+            "ORDER BY first_seen_at, key",
+            (story_id,),
+        )
+        return [(r["key"], r["first_seen_at"], r["updated_at"]) for r in rows]
+
     async def get_article(self, key: str) -> Article | None:
         rows = await self._database.fetchall("SELECT payload FROM articles WHERE key = ?", (key,))
         return article_from_dict(json.loads(rows[0]["payload"])) if rows else None
@@ -325,6 +361,8 @@ class State:
             providers_exclude=tuple(json.loads(row["providers_exclude"])),
             keywords=tuple(json.loads(row["keywords"])),
             max_age_days=row["max_age_days"],
+            late_coverage=LateCoverage(row["late_coverage"]),
+            headline_margin=row["headline_margin"],
             backfill=row["backfill"],
             source=SubscriptionSource(row["source"]),
             created_at=row["created_at"],
@@ -386,12 +424,15 @@ class State:
                 _json_list(sub.keywords),
                 sub.max_age_days,
                 sub.backfill,
+                str(sub.late_coverage),
+                sub.headline_margin,
             )
             if existing is not None:
                 await db.execute(
                     "UPDATE subscriptions SET topics = ?, min_quality = ?, include_unscored = ?, "
                     "providers_include = ?, providers_exclude = ?, keywords = ?, "
-                    "max_age_days = ?, backfill = ? WHERE id = ?",
+                    "max_age_days = ?, backfill = ?, late_coverage = ?, headline_margin = ? "
+                    "WHERE id = ?",
                     (*values, existing[0]),
                 )
                 sub_id, created = int(existing[0]), False
@@ -399,8 +440,9 @@ class State:
                 cursor = await db.execute(
                     "INSERT INTO subscriptions (topics, min_quality, include_unscored, "
                     "providers_include, providers_exclude, keywords, max_age_days, backfill, "
+                    "late_coverage, headline_margin, "
                     "platform, channel, topics_key, source, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, sub.platform, sub.channel, key, sub.source, now),
                 )
                 sub_id, created = int(cursor.lastrowid or 0), True
@@ -430,12 +472,14 @@ class State:
     ) -> None:
         taken = 0
         async with db.execute(
-            "SELECT payload FROM articles ORDER BY published_at DESC, first_seen_at DESC"
+            "SELECT payload, story_id FROM articles "
+            "ORDER BY published_at DESC, first_seen_at DESC"
         ) as cursor:
             async for row in cursor:
                 article = article_from_dict(json.loads(row[0]))
                 if route(sub, article):
-                    taken += await enqueue(db, [(article, sub)], now)
+                    # One post per story: a second article of a story already taken adds none.
+                    taken += await enqueue(db, [(article, row[1], sub)], now, late=False)
                     if taken >= sub.backfill:
                         break
 

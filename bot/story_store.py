@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 import aiosqlite
 
 from bot.articles import Article
+from bot.outbox import merge_posts
 from bot.stories import (
     TITLE_WINDOW_S,
     Known,
@@ -36,7 +37,7 @@ async def place_articles(
     known = await _known_near(db, newcomers)
     grouping = group(newcomers, known, url_stories)
     for absorbed, survivor in sorted(grouping.merged.items()):
-        await _merge(db, absorbed, survivor)
+        await _merge(db, absorbed, survivor, now)
     new_story: dict[int, int] = {}
     for number in sorted(set(grouping.new_group.values())):
         cursor = await db.execute("INSERT INTO stories (created_at) VALUES (?)", (now,))
@@ -97,21 +98,10 @@ async def _known_near(db: aiosqlite.Connection, newcomers: Sequence[Newcomer]) -
     return list(known.values())
 
 
-async def _merge(db: aiosqlite.Connection, absorbed: int, survivor: int) -> None:
-    """An article linked two stories: the younger joins the older. A channel that had both
-    keeps the posts it got; a post still waiting for the younger goes to the older story, or
-    is dropped where the channel already has the older one."""
+async def _merge(db: aiosqlite.Connection, absorbed: int, survivor: int, now: float) -> None:
+    """An article linked two stories: the younger joins the older, and each channel keeps one
+    post of it (`merge_posts`)."""
     await db.execute("UPDATE articles SET story_id = ? WHERE story_id = ?", (survivor, absorbed))
     await db.execute("UPDATE story_urls SET story_id = ? WHERE story_id = ?", (survivor, absorbed))
     await db.execute("UPDATE stories SET merged_into = ? WHERE id = ?", (survivor, absorbed))
-    await db.execute(
-        "DELETE FROM deliveries WHERE story_id = ? AND kind = 'post' AND state = 'pending' "
-        "AND EXISTS (SELECT 1 FROM deliveries o WHERE o.story_id = ? AND o.kind = 'post' "
-        "AND o.platform = deliveries.platform AND o.channel = deliveries.channel)",
-        (absorbed, survivor),
-    )
-    await db.execute(
-        "UPDATE deliveries SET story_id = ? WHERE story_id = ? AND kind = 'post' "
-        "AND state = 'pending'",
-        (survivor, absorbed),
-    )
+    await merge_posts(db, absorbed, survivor, now)

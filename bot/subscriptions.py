@@ -6,6 +6,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+class LateCoverage(StrEnum):
+    """What a channel sees when another outlet's article joins a story it already got."""
+
+    EDIT = "edit"  # the post is edited: the outlet joins its coverage (maybe as the headline)
+    THREAD = "thread"  # a reply in the post's thread
+    OFF = "off"  # stored, not shown
+
+
+DEFAULT_HEADLINE_MARGIN = 20.0
+
+
 class SubscriptionSource(StrEnum):
     # Synced from the config file at start-up; removed when it leaves the file. The file owns
     # it: the CLI and chat refuse to remove it.
@@ -38,6 +49,9 @@ class Subscription:
     created_at: float = 0.0
     parked_reason: str | None = None  # set when the platform refused the channel for good
     parked_for: str | None = None  # the secret it waits for, when parked for a missing one
+    late_coverage: LateCoverage = LateCoverage.EDIT
+    # A late article whose quality beats the headline's by this much becomes the headline.
+    headline_margin: float = DEFAULT_HEADLINE_MARGIN
 
     @property
     def is_parked(self) -> bool:
@@ -70,6 +84,10 @@ class Subscription:
             parts.append("keywords: " + ", ".join(self.keywords))
         if self.max_age_days is not None:
             parts.append(f"published within {self.max_age_days:g} days")
+        if self.late_coverage is not LateCoverage.EDIT:
+            parts.append(f"late coverage: {self.late_coverage}")
+        if self.headline_margin != DEFAULT_HEADLINE_MARGIN:
+            parts.append(f"a new headline when {self.headline_margin:g} points better")
         parts.append(_MADE[self.source])
         if self.parked_reason:
             parts.append(f"paused: {self.parked_reason}")

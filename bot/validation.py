@@ -58,3 +58,23 @@ def max_age_days(value: float) -> float:
     if not 0 < days <= MAX_AGE_DAYS:
         raise InvalidValue(expected)
     return days
+
+
+MAX_HEADLINE_MARGIN = MAX_QUALITY
+HEADLINE_MARGIN_RANGE = f"a number of quality points from 0 to {MAX_HEADLINE_MARGIN:g}"
+
+
+def headline_margin(value: float) -> float:
+    margin = finite(value, HEADLINE_MARGIN_RANGE)
+    if not 0 <= margin <= MAX_HEADLINE_MARGIN:
+        raise InvalidValue(HEADLINE_MARGIN_RANGE)
+    return margin
+
+
+LATE_COVERAGE_CHOICES = ("edit", "thread", "off")
+
+
+def late_coverage(value: str) -> str:
+    if value not in LATE_COVERAGE_CHOICES:
+        raise InvalidValue("one of " + ", ".join(f'"{c}"' for c in LATE_COVERAGE_CHOICES))
+    return value

@@ -26,7 +26,7 @@ from bot.store import (
     list_store,
     parse_files,
 )
-from bot.subscriptions import Subscription, SubscriptionSource
+from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,8 @@ def subscription_from_spec(spec: SubscriptionSpec, source: SubscriptionSource) -
         max_age_days=spec.max_age_days,
         backfill=spec.backfill,
         source=source,
+        late_coverage=LateCoverage(spec.late_coverage),
+        headline_margin=spec.headline_margin,
     )
 
 
@@ -271,7 +273,8 @@ class Worker:
                 log.warning("bad article file %s: %s", outcome.path, outcome.error)
             else:
                 self.metrics.count_parsed()
-        if report.deliveries:
+        if report.deliveries or report.new_articles or report.updated_articles:
+            # New posts, or edits and replies of posts already out.
             self._scheduler.notify()
 
     # --- the long-running loop -------------------------------------------------------------

@@ -58,6 +58,20 @@ class SimulatedPlatform:
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
         return None
 
+    def fingerprint(self, channel: str, article: Article) -> str:
+        return article.title
+
+    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+        return await self.send(f"edit:{message_id}", channel, article)
+
+    async def reply(
+        self, delivery_key: str, channel: str, parent: SentRef, article: Article
+    ) -> SentRef:
+        return await self.send(delivery_key, channel, article)
+
+    async def retract(self, channel: str, message_id: str) -> SentRef:
+        return await self.send(f"retract:{message_id}", channel, None)  # type: ignore[arg-type]
+
     def _refuse(self, channel: str, key: str, now: float, rate: RateLimit) -> TransientError:
         self.requests.append(Request(now, channel, key, 429))
         assert rate.retry_after_s is not None

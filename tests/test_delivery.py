@@ -34,6 +34,8 @@ class FakeNotifier:
         self.always_fail: dict[str, Exception] = {}  # channel -> error raised on every send
         self.posted: dict[str, SentRef] = {}  # what find_sent finds, by delivery key
         self.find_calls: list[tuple[str, str]] = []
+        self.edits: list[tuple[str, str, str]] = []  # (channel, message id, title)
+        self.retracted: list[tuple[str, str]] = []
 
     @property
     def platform(self) -> str:
@@ -55,6 +57,23 @@ class FakeNotifier:
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
         self.find_calls.append((delivery_key, channel))
         return self.posted.get(delivery_key)
+
+    def fingerprint(self, channel: str, article: Article) -> str:
+        return f"{article.title}|{len(article.related)}"
+
+    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+        self.edits.append((channel, message_id, article.title))
+        return SentRef(message_id)
+
+    async def reply(
+        self, delivery_key: str, channel: str, parent: SentRef, article: Article
+    ) -> SentRef:
+        self.sent.append((delivery_key, channel, article.title))
+        return SentRef(f"reply-{len(self.sent)}", thread_ref=parent.message_id)
+
+    async def retract(self, channel: str, message_id: str) -> SentRef:
+        self.retracted.append((channel, message_id))
+        return SentRef(message_id)
 
     async def aclose(self) -> None:
         return None

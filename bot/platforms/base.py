@@ -38,6 +38,7 @@ class SentRef:
 
     message_id: str
     rate: RateLimit | None = None
+    thread_ref: str | None = None  # a reply: the thread it went to (for the next replies)
 
 
 class FailureScope(StrEnum):
@@ -95,6 +96,27 @@ class Notifier(Protocol):
     async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
         """Post `article` to `channel`. `delivery_key` is the same for every retry, so the
         platform (or we) can recognise a repeat."""
+        ...
+
+    def fingerprint(self, channel: str, article: Article) -> str:
+        """A digest of what a message of `article` shows in `channel`: an edit that would
+        show the same is not sent."""
+        ...
+
+    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+        """Make a message already posted show `article` (the story as it is now)."""
+        ...
+
+    async def reply(
+        self, delivery_key: str, channel: str, parent: SentRef, article: Article
+    ) -> SentRef:
+        """Post `article` in the thread of the message `parent` (starting the thread if it
+        has none yet: `parent.thread_ref`); the answer names the thread."""
+        ...
+
+    async def retract(self, channel: str, message_id: str) -> SentRef:
+        """Withdraw a posted message (its story turned out to be another post's); a message
+        already gone counts as withdrawn."""
         ...
 
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:

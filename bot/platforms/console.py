@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TextIO
 
 from bot.articles import Article
@@ -31,6 +32,36 @@ class ConsoleNotifier:
         self._stream.write(f"{_RULE}\n[{printable(channel)}]\n{text}\n")
         self._stream.flush()
         return SentRef(message_id=f"console-{self._count}")
+
+    def fingerprint(self, channel: str, article: Article) -> str:
+        return hashlib.sha256(render_console(article, self._style).encode()).hexdigest()
+
+    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+        # A terminal cannot change what it printed: the update is printed, marked as one.
+        self._stream.write(
+            f"{_RULE}\n[{channel}] (updated {message_id})\n"
+            f"{render_console(article, self._style)}\n"
+        )
+        self._stream.flush()
+        return SentRef(message_id=message_id)
+
+    async def reply(
+        self, delivery_key: str, channel: str, parent: SentRef, article: Article
+    ) -> SentRef:
+        self._count += 1
+        self._stream.write(
+            f"{_RULE}\n[{channel}] (more on {parent.message_id})\n"
+            f"{render_console(article, self._style)}\n"
+        )
+        self._stream.flush()
+        return SentRef(message_id=f"console-{self._count}", thread_ref=parent.message_id)
+
+    async def retract(self, channel: str, message_id: str) -> SentRef:
+        self._stream.write(
+            f"{_RULE}\n[{channel}] ({message_id} withdrawn: its story is in an earlier post)\n"
+        )
+        self._stream.flush()
+        return SentRef(message_id=message_id)
 
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
         # The terminal keeps no history to look in: an interrupted print is printed again.

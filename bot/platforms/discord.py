@@ -63,6 +63,10 @@ MAX_INLINE_RATE_LIMIT_WAIT_S = 30.0
 # posted: the retry carries the same nonce).
 POST_TIMEOUT_S = 30.0
 LOGIN_ATTEMPTS = 3
+THREAD_NAME_MAX = 100  # Discord's limit on a thread's name
+THREAD_ARCHIVE_MINUTES = 1440  # a day without activity, then Discord archives it
+THREAD_ALREADY_STARTED = 160004
+UNKNOWN_MESSAGE = 10008
 USER_AGENT = "DiscordBot (https://github.com/newsbot/newsbot, 0.1) newsbot"
 _WEBHOOK_URL = re.compile(
     r"https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/"
@@ -95,6 +99,7 @@ _TOKEN_FIELD = re.compile(r"""(['"]token['"]\s*:\s*['"])[^'"]*""")
 _CHANNEL_ID = re.compile(r"\d{1,20}")
 _DISCORD_CODES = {
     10003: "Unknown Channel",
+    10008: "Unknown Message",
     10015: "Unknown Webhook",
     50001: "Missing Access",
     50013: "Missing Permissions",
@@ -225,6 +230,13 @@ def classify_answer(
         return PermanentError(
             f"Discord refused {what}: 403 {label} ({BOT_PERMISSIONS_HINT})",
             FailureScope.CHANNEL,
+            rate,
+        )
+    if status == 404 and code == UNKNOWN_MESSAGE:
+        # An edit of a post someone deleted: that edit is over, the channel is fine.
+        return PermanentError(
+            f"Discord does not know {what}: 404 {label} (the post was deleted)",
+            FailureScope.DELIVERY,
             rate,
         )
     if status == 404:
@@ -425,15 +437,17 @@ class DiscordNotifier:
         return self._session
 
     async def _post(
-        self, path: str, payload: Mapping[str, Any], what: str, *, bot: bool
+        self, path: str, payload: Mapping[str, Any] | None, what: str, *, bot: bool,
+        method: str = "POST",
     ) -> Answer:
-        """One POST, one answer; no retry and no wait here (the scheduler decides)."""
-        headers = {"Content-Type": "application/json"}
+        """One request, one answer; no retry and no wait here (the scheduler decides)."""
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
         if bot and self._token:
             headers["Authorization"] = f"Bot {self._token}"
+        data = json.dumps(payload) if payload is not None else None
         try:
-            async with self._http().post(
-                self.api_base + path, data=json.dumps(payload), headers=headers
+            async with self._http().request(
+                method, self.api_base + path, data=data, headers=headers
             ) as response:
                 text = await response.text(encoding="utf-8", errors="replace")
                 return Answer(response.status, response.headers, _json_or_none(text), text)
@@ -469,7 +483,8 @@ class DiscordNotifier:
             return SentRef(message_id="", rate=rate)
         raise classify_answer(answer.status, answer.body, answer.text, rate, what, webhook=webhook)
 
-    async def _send_webhook(self, channel: str, article: Article) -> SentRef:
+    def _webhook(self, channel: str) -> tuple[str, str]:
+        """(id, token) of a `webhook:NAME` target, from the URL in its variable."""
         name = channel.removeprefix(WEBHOOK_PREFIX)
         variable = webhook_env_name(name)
         if not name:
@@ -481,9 +496,10 @@ class DiscordNotifier:
         except ConfigError as exc:
             raise PermanentError(str(exc), FailureScope.CHANNEL) from None
         if not url:
-            secret = DISCORD.channel_secret(channel)
-            assert secret is not None
-            raise PermanentError(secret.missing(), FailureScope.CHANNEL)
+            raise PermanentError(
+                f"{channel}: set {variable} (or {variable}_FILE) to the webhook's URL",
+                FailureScope.CHANNEL,
+            )
         match = _WEBHOOK_URL.fullmatch(url.strip())
         if match is None:
             raise PermanentError(
@@ -492,11 +508,95 @@ class DiscordNotifier:
                 FailureScope.CHANNEL,
             )
         self._redactor.secrets.add(match["token"])
+        return match["id"], match["token"]
+
+    async def _send_webhook(self, channel: str, article: Article) -> SentRef:
+        webhook_id, token = self._webhook(channel)
         payload = render_discord(article, self._style)
         # Like discord.py, to the API we were pointed at, whatever host the URL names.
-        path = f"/webhooks/{match['id']}/{match['token']}?wait=true"
+        path = f"/webhooks/{webhook_id}/{token}?wait=true"
         answer = await self._post(path, payload, channel, bot=False)
         return self._sent_or_raise(answer, channel, webhook=True)
+
+    def fingerprint(self, channel: str, article: Article) -> str:
+        payload = render_discord(article, self._style)
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+        payload = render_discord(article, self._style)
+        if channel.startswith(WEBHOOK_PREFIX):
+            webhook_id, token = self._webhook(channel)
+            path = f"/webhooks/{webhook_id}/{token}/messages/{message_id}"
+            answer = await self._post(path, payload, channel, bot=False, method="PATCH")
+            return self._sent_or_raise(answer, channel, webhook=True)
+        what = f"message {message_id} in channel {channel}"
+        self._check_bot_channel(channel)
+        answer = await self._post(
+            f"/channels/{channel}/messages/{message_id}", payload, what, bot=True,
+            method="PATCH",
+        )
+        return self._sent_or_raise(answer, what, webhook=False)
+
+    async def reply(
+        self, delivery_key: str, channel: str, parent: SentRef, article: Article
+    ) -> SentRef:
+        """A thread on the post (its id is the post's), then the article in it. Webhook
+        targets cannot start threads: their late coverage is shown as edits instead."""
+        if channel.startswith(WEBHOOK_PREFIX):
+            return await self.edit(channel, parent.message_id, article)
+        self._check_bot_channel(channel)
+        thread = parent.thread_ref
+        if thread is None:
+            what = f"a thread on message {parent.message_id} in channel {channel}"
+            name = " ".join(article.title.split())[:THREAD_NAME_MAX] or "More coverage"
+            answer = await self._post(
+                f"/channels/{channel}/messages/{parent.message_id}/threads",
+                {"name": name, "auto_archive_duration": THREAD_ARCHIVE_MINUTES},
+                what, bot=True,
+            )
+            code = answer.body.get("code") if isinstance(answer.body, Mapping) else None
+            if answer.status >= 300 and code != THREAD_ALREADY_STARTED:
+                self._sent_or_raise(answer, what, webhook=False)
+            thread = parent.message_id  # a thread started from a message has its id
+        payload = render_discord(article, self._style)
+        payload["nonce"] = nonce_for(delivery_key)
+        payload["enforce_nonce"] = True
+        what = f"thread {thread} of channel {channel}"
+        answer = await self._post(f"/channels/{thread}/messages", payload, what, bot=True)
+        sent = self._sent_or_raise(answer, what, webhook=False)
+        return SentRef(sent.message_id, sent.rate, thread_ref=thread)
+
+    async def retract(self, channel: str, message_id: str) -> SentRef:
+        bot = not channel.startswith(WEBHOOK_PREFIX)
+        if bot:
+            self._check_bot_channel(channel)
+            path = f"/channels/{channel}/messages/{message_id}"
+            what = f"message {message_id} in channel {channel}"
+        else:
+            webhook_id, token = self._webhook(channel)
+            path, what = f"/webhooks/{webhook_id}/{token}/messages/{message_id}", channel
+        answer = await self._post(path, None, what, bot=bot, method="DELETE")
+        code = answer.body.get("code") if isinstance(answer.body, Mapping) else None
+        if answer.status == 404 and code == UNKNOWN_MESSAGE:
+            return SentRef(message_id=message_id)  # already gone
+        if answer.status >= 300:
+            self._sent_or_raise(answer, what, webhook=not bot)
+        rate = rate_limit_of(answer.status, answer.headers, answer.body)
+        return SentRef(message_id=message_id, rate=rate)
+
+    def _check_bot_channel(self, channel: str) -> None:
+        if not _CHANNEL_ID.fullmatch(channel):
+            raise PermanentError(
+                f"{channel!r} is not a Discord channel id (a number: enable Developer Mode, "
+                "right-click the channel, Copy Channel ID) nor webhook:NAME",
+                FailureScope.CHANNEL,
+            )
+        if self._token is None:
+            raise PermanentError(
+                f"posting to channel {channel} needs the bot: set {TOKEN_ENV} (or "
+                f"{TOKEN_ENV}_FILE), or use a webhook target (webhook:NAME)",
+                FailureScope.CHANNEL,
+            )
 
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
         # Nothing to look up: the bot may not read history (it asks for no Read Message History),

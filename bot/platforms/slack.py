@@ -15,6 +15,8 @@ environment variable and Slack's error code, nothing else.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -85,6 +87,10 @@ CHANNEL_ERRORS = frozenset(
 )
 DELIVERY_ERRORS = frozenset(
     {
+        # An edit of a post someone deleted, or one Slack no longer lets us change.
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
         "invalid_blocks",
         "invalid_blocks_format",
         "msg_too_long",
@@ -309,14 +315,23 @@ class SlackNotifier:
         message = render_slack(article, self._style).to_payload()
         if channel.startswith(WEBHOOK_PREFIX):
             return await self._send_webhook(delivery_key, channel, message)
+        return await self._post(delivery_key, channel, message)
+
+    async def _post(
+        self,
+        delivery_key: str,
+        channel: str,
+        message: Mapping[str, Any],
+        thread_ts: str | None = None,
+    ) -> SentRef:
         what = f"channel {channel}"
-        if not self.has_bot:
-            # The same words as the start-up rule, so a restart with the token resumes it.
-            assert SLACK.bot_secret is not None
-            raise PermanentError(SLACK.bot_secret.missing(), FailureScope.CHANNEL)
+        self._need_bot()
         try:
             response = await self._client.chat_postMessage(
-                channel=channel, metadata=delivery_metadata(delivery_key), **message
+                channel=channel,
+                metadata=delivery_metadata(delivery_key),
+                thread_ts=thread_ts,
+                **message,
             )
         except SlackApiError as exc:
             mapped = classify_sdk_error(exc, what)
@@ -329,7 +344,66 @@ class SlackNotifier:
             raise TransientError(
                 f"no answer from Slack ({type(exc).__name__})", maybe_sent=True
             ) from None
-        return SentRef(message_id=str(response.get("ts", "")))
+        return SentRef(message_id=str(response.get("ts", "")), thread_ref=thread_ts)
+
+    def _need_bot(self) -> None:
+        if not self.has_bot:
+            # The same words as the start-up rule, so a restart with the token resumes it.
+            assert SLACK.bot_secret is not None
+            raise PermanentError(SLACK.bot_secret.missing(), FailureScope.CHANNEL)
+
+    def fingerprint(self, channel: str, article: Article) -> str:
+        payload = render_slack(article, self._style).to_payload()
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+        if channel.startswith(WEBHOOK_PREFIX):
+            raise PermanentError(
+                f"{channel}: Slack's incoming webhooks cannot change a message they posted; "
+                "subscribe a channel id (with the bot) for posts that follow their story",
+                FailureScope.DELIVERY,
+            )
+        self._need_bot()
+        message = render_slack(article, self._style).to_payload()
+        what = f"message {message_id} in channel {channel}"
+        try:
+            await self._client.chat_update(channel=channel, ts=message_id, **message)
+        except SlackApiError as exc:
+            raise classify_sdk_error(exc, what) from None
+        except CONNECTION_ERRORS as exc:
+            # An edit is safe to repeat: it shows the same either way.
+            raise TransientError(f"no answer from Slack ({type(exc).__name__})") from None
+        return SentRef(message_id=message_id)
+
+    async def retract(self, channel: str, message_id: str) -> SentRef:
+        if channel.startswith(WEBHOOK_PREFIX):
+            raise PermanentError(
+                f"{channel}: Slack's incoming webhooks cannot delete a message they posted",
+                FailureScope.DELIVERY,
+            )
+        self._need_bot()
+        what = f"message {message_id} in channel {channel}"
+        try:
+            await self._client.chat_delete(channel=channel, ts=message_id)
+        except SlackApiError as exc:
+            if api_error_parts(exc)[1].get("error") == "message_not_found":
+                return SentRef(message_id=message_id)  # already gone
+            raise classify_sdk_error(exc, what) from None
+        except CONNECTION_ERRORS as exc:
+            raise TransientError(f"no answer from Slack ({type(exc).__name__})") from None
+        return SentRef(message_id=message_id)
+
+    async def reply(
+        self, delivery_key: str, channel: str, parent: SentRef, article: Article
+    ) -> SentRef:
+        if channel.startswith(WEBHOOK_PREFIX):
+            raise PermanentError(
+                f"{channel}: Slack's incoming webhooks cannot reply in a thread; subscribe a "
+                "channel id (with the bot) for late coverage in threads",
+                FailureScope.DELIVERY,
+            )
+        message = render_slack(article, self._style).to_payload()
+        return await self._post(delivery_key, channel, message, thread_ts=parent.message_id)
 
     async def _send_webhook(
         self, delivery_key: str, channel: str, message: Mapping[str, Any]

@@ -496,6 +496,7 @@ class FakeDiscord:
 
         self.requests: list[RecordedRequest] = []
         self.channels: dict[int, Channel] = {}
+        self.thread_parents: dict[int, int] = {}  # thread channel id -> the channel it is in
         self.webhooks: dict[int, WebhookInfo] = {}
         self.interactions: dict[int, InteractionRecord] = {}
         self.sessions: list[GatewaySession] = []
@@ -1356,6 +1357,24 @@ class FakeDiscord:
             ("GET", "/channels/{channel_id}/messages/{message_id}", self._get_message, True),
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._edit_message, True),
             ("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message, True),
+            (
+                "POST",
+                "/channels/{channel_id}/messages/{message_id}/threads",
+                self._start_thread,
+                True,
+            ),
+            (
+                "PATCH",
+                "/webhooks/{webhook_id}/{token}/messages/{message_id}",
+                self._edit_webhook_message,
+                False,
+            ),
+            (
+                "DELETE",
+                "/webhooks/{webhook_id}/{token}/messages/{message_id}",
+                self._delete_webhook_message,
+                False,
+            ),
             ("POST", "/webhooks/{webhook_id}/{token}", self._execute_webhook, False),
             (
                 "GET",
@@ -1817,6 +1836,56 @@ class FakeDiscord:
         if record.original is None:
             return _error(404, "Unknown Message", 10008)
         return _json_response(200, record.original)
+
+    async def _start_thread(self, ctx: _Ctx) -> web.Response:
+        """A public thread from a message: its channel id is the message's id (as Discord's)."""
+        message = self._channel_message(ctx)
+        if isinstance(message, web.Response):
+            return message
+        parent = int(ctx.params["channel_id"])
+        thread_id = int(message["id"])
+        if thread_id in self.channels:
+            return _error(400, "A thread has already been created for this message", 160004)
+        name = ctx.body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            errors = _FormErrors()
+            errors.add(["name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+            return errors.response()
+        thread = self.add_channel(
+            thread_id, guild_id=self.channels[parent].guild_id, name=name, channel_type=11
+        )
+        self.thread_parents[thread_id] = parent
+        message["thread"] = thread.to_json()
+        self._notify()
+        return _json_response(201, {**thread.to_json(), "parent_id": str(parent)})
+
+    async def _edit_webhook_message(self, ctx: _Ctx) -> web.Response:
+        webhook = self.webhooks.get(int(ctx.params["webhook_id"]))
+        if webhook is None or webhook.channel_id not in self.channels:
+            return _error(404, "Unknown Webhook", 10015)
+        if webhook.token != ctx.params["token"]:
+            return _error(401, "Invalid Webhook Token", 50027)
+        message = self._message_index.get(int(ctx.params["message_id"]))
+        if message is None or message.get("webhook_id") != str(webhook.id):
+            return _error(404, "Unknown Message", 10008)
+        problem = _validate_message(ctx.body, files=0, require_content=False)
+        if problem is not None:
+            return problem
+        self._apply_edit(message, ctx.body)
+        self._notify()
+        return _json_response(200, message)
+
+    async def _delete_webhook_message(self, ctx: _Ctx) -> web.Response:
+        webhook = self.webhooks.get(int(ctx.params["webhook_id"]))
+        if webhook is None or webhook.token != ctx.params["token"]:
+            return _error(404, "Unknown Webhook", 10015)
+        message = self._message_index.get(int(ctx.params["message_id"]))
+        if message is None or message.get("webhook_id") != str(webhook.id):
+            return _error(404, "Unknown Message", 10008)
+        self._messages[int(message["channel_id"])].remove(message)
+        del self._message_index[int(message["id"])]
+        self._notify()
+        return _no_content()
 
     async def _edit_original(self, ctx: _Ctx) -> web.Response:
         record = self._interaction_from_token(ctx)
