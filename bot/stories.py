@@ -18,12 +18,20 @@ Machine Learning Competency...", which share 8 of 10 words but only 8 of 9 of th
 Stories are the connected groups of that relation, so the grouping does not depend on the
 order in which files arrive (`group` is a union-find over every link). A story keeps the id it
 was first given; when an article links two stories, the older id stays.
+
+Comparing titles pair by pair would be quadratic (a first scan places a whole store at once), so
+`group` compares only pairs that prefix filtering allows: ordered rarest word first, two
+matching titles always share a word among the first few of the smaller one's and the first
+~40 % of the larger one's; those words are indexed, by time, so only the 48 hours around each
+title are visited. The result is exactly that of comparing every pair (tests hold them equal).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
+import math
 import re
 import unicodedata
 import zlib
@@ -62,9 +70,11 @@ def _order(word: str) -> tuple[int, str]:
 
 def titles_match(a: Sequence[str], b: Sequence[str]) -> bool:
     """Near-identical by the documented measure (see the module's docstring)."""
-    if not a or not b:
-        return False
-    shared = len(set(a).intersection(b))
+    return _sets_match(frozenset(a), frozenset(b))
+
+
+def _sets_match(a: frozenset[str], b: frozenset[str]) -> bool:
+    shared = len(a & b)
     if shared < MIN_SHARED_WORDS:
         return False
     if shared < MIN_OVERLAP * min(len(a), len(b)):
@@ -72,11 +82,23 @@ def titles_match(a: Sequence[str], b: Sequence[str]) -> bool:
     return shared >= MIN_JACCARD * (len(a) + len(b) - shared)
 
 
+def _smaller_prefix(size: int) -> int:
+    """How many of its words (rarest first) a title must share one of with any title it
+    matches that is at least as long: all but the shared words a match needs, plus one."""
+    return size - max(MIN_SHARED_WORDS, math.ceil(MIN_OVERLAP * size)) + 1
+
+
+def _larger_prefix(size: int) -> int:
+    """The same, for a title matched with one at most as long: a match then shares at least
+    MIN_JACCARD of this title's words (its union with the other is no smaller)."""
+    return size - max(MIN_SHARED_WORDS, math.ceil(MIN_JACCARD * size)) + 1
+
+
 def candidate_words(words: Sequence[str]) -> tuple[str, ...]:
     """The words of a title that any title matching it must share at least one of (prefix
     filtering for a Jaccard threshold: two sets with J >= t share a word among the first
-    |A| - ceil(t*|A|) + 1 of each, in one global order). Indexing only these keeps the
-    comparisons few without missing a match."""
+    |A| - ceil(t*|A|) + 1 of each, in one global order). The database indexes these, in the
+    fixed order of `title_words`, to find the stories a newcomer may join."""
     if not words:
         return ()
     keep = len(words) - _ceil(MIN_JACCARD * len(words)) + 1
@@ -144,15 +166,20 @@ class _UnionFind:
         self.parent: dict[object, object] = {}
 
     def find(self, node: object) -> object:
-        parent = self.parent.setdefault(node, node)
-        if parent != node:
-            parent = self.parent[node] = self.find(parent)
-        return parent
+        parent = self.parent
+        root = parent.setdefault(node, node)
+        while parent[root] != root:
+            root = parent[root]
+        while node != root:  # path compression, without recursion (chains can be long)
+            parent[node], node = root, parent[node]
+        return root
 
-    def union(self, a: object, b: object) -> None:
+    def union(self, a: object, b: object) -> object:
+        """Join the groups of `a` and `b`; returns the root of the joined group (`a`'s)."""
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
-            self.parent[ra] = rb
+            self.parent[rb] = ra
+        return ra
 
 
 def group(
@@ -185,25 +212,11 @@ def group(
             if other != item.key:
                 links.union(item.key, other)
     # Near-identical titles within the window: among newcomers, and with known articles.
-    pool: list[tuple[str, float, tuple[str, ...], object]] = [
-        (k.key, k.published_s, k.words, story_node(k.story_id)) for k in known
-    ] + [(n.key, n.published_s, n.words, n.key) for n in newcomers]
-    index: dict[str, list[int]] = {}
-    for position, (_, _, words, _) in enumerate(pool):
-        for word in candidate_words(words):
-            index.setdefault(word, []).append(position)
-    for item in newcomers:
-        checked: set[int] = set()
-        for word in candidate_words(item.words):
-            for position in index.get(word, ()):
-                if position in checked:
-                    continue
-                checked.add(position)
-                key, published_s, words, node = pool[position]
-                if key == item.key or abs(published_s - item.published_s) > TITLE_WINDOW_S:
-                    continue
-                if titles_match(item.words, words):
-                    links.union(item.key, node)
+    _link_titles(
+        links,
+        [_Titled(k.published_s, k.key, frozenset(k.words), story_node(k.story_id)) for k in known]
+        + [_Titled(n.published_s, n.key, frozenset(n.words), n.key) for n in newcomers],
+    )
     # Each group: the oldest story in it survives; a group with none is a new story.
     members: dict[object, list[object]] = {}
     for node in list(links.parent):
@@ -224,6 +237,86 @@ def group(
                 result.new_group[key] = new_groups
             new_groups += 1
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Titled:
+    published_s: float
+    key: str
+    words: frozenset[str]
+    node: object  # the union-find node: the key of a newcomer, the story of a known article
+
+    @property
+    def is_new(self) -> bool:
+        return self.node == self.key
+
+
+class _Postings:
+    """The titles indexed under one word, in time order."""
+
+    __slots__ = ("times", "titles")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.titles: list[tuple[int, _Titled]] = []
+
+    def around(self, time_s: float) -> list[tuple[int, _Titled]]:
+        # One second wider than the window: the exact test is made on each pair.
+        lo = bisect.bisect_left(self.times, time_s - TITLE_WINDOW_S - 1.0)
+        hi = bisect.bisect_right(self.times, time_s + TITLE_WINDOW_S + 1.0)
+        return self.titles[lo:hi]
+
+
+def _link_titles(links: _UnionFind, pool: list[_Titled]) -> None:
+    """Join each newcomer of `pool` with every title of it that matches within the window
+    (prefix filtering, see the module's docstring)."""
+    pool.sort(key=lambda t: (t.published_s, t.key))
+    counts: dict[str, int] = {}
+    for titled in pool:
+        for word in titled.words:
+            counts[word] = counts.get(word, 0) + 1
+    # `as_smaller[w]`: titles with w among their first _smaller_prefix words; `as_larger[w]`:
+    # among their first _larger_prefix words (rarest first, ties by the word itself).
+    as_smaller: dict[str, _Postings] = {}
+    as_larger: dict[str, _Postings] = {}
+    ordered: list[list[str]] = []
+    for position, titled in enumerate(pool):
+        words = sorted(titled.words, key=lambda w: (counts[w], w))
+        ordered.append(words)
+        size = len(words)
+        for index, keep in ((as_smaller, _smaller_prefix(size)), (as_larger, _larger_prefix(size))):
+            for word in words[: max(0, keep)]:
+                postings = index.get(word)
+                if postings is None:
+                    postings = index[word] = _Postings()
+                postings.times.append(titled.published_s)
+                postings.titles.append((position, titled))
+    for position, titled in enumerate(pool):
+        if not titled.is_new:
+            continue
+        words, size = ordered[position], len(titled.words)
+        root = links.find(titled.node)
+        seen: set[int] = set()
+        # A longer partner has the shared word among its first _larger_prefix, this title
+        # among its first _smaller_prefix; a shorter partner the other way round.
+        for index, keep in ((as_larger, _smaller_prefix(size)), (as_smaller, _larger_prefix(size))):
+            for word in words[: max(0, keep)]:
+                postings = index.get(word)
+                if postings is None:
+                    continue
+                for other_position, other in postings.around(titled.published_s):
+                    # Two newcomers are compared once, by the later of them.
+                    if other_position in seen or (other.is_new and other_position >= position):
+                        continue
+                    if other.key == titled.key:
+                        continue  # the article itself, as it was known before this change
+                    seen.add(other_position)
+                    if abs(other.published_s - titled.published_s) > TITLE_WINDOW_S:
+                        continue
+                    if links.find(other.node) == root:
+                        continue  # already one story: no need to compare
+                    if _sets_match(titled.words, other.words):
+                        root = links.union(root, other.node)
 
 
 def compose(headline: Article, others: Sequence[Article]) -> Article:

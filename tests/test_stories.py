@@ -154,6 +154,100 @@ def test_an_article_linking_two_stories_merges_them_into_the_older() -> None:
     assert grouping.story_of == {bridge.key: 3}
 
 
+def brute_force(
+    newcomers: list[Newcomer], known: list[Known], url_stories: dict[str, int]
+) -> tuple[set[frozenset[object]], dict[int, int]]:
+    """What `group` must find, by comparing every pair: the groups (newcomer keys with the
+    known stories they join) and the merges."""
+    parent: dict[object, object] = {}
+
+    def find(node: object) -> object:
+        while parent.setdefault(node, node) != node:
+            node = parent[node]
+        return node
+
+    def union(a: object, b: object) -> None:
+        parent[find(a)] = find(b)
+
+    for n in newcomers:
+        find(n.key)
+        for url in n.urls:
+            if url in url_stories:
+                union(n.key, ("story", url_stories[url]))
+    for a, b in itertools.combinations(newcomers, 2):
+        if a.urls & b.urls:
+            union(a.key, b.key)
+    titled = [(n.key, n.published_s, n.words, n.key) for n in newcomers]
+    titled += [(k.key, k.published_s, k.words, ("story", k.story_id)) for k in known]
+    for n in newcomers:
+        for key, published_s, title, node in titled:
+            near = abs(published_s - n.published_s) <= TITLE_WINDOW_S
+            if key != n.key and near and titles_match(n.words, title):
+                union(n.key, node)
+    groups: dict[object, set[object]] = {}
+    for node in list(parent):
+        groups.setdefault(find(node), set()).add(node)
+    merged = {}
+    for members in groups.values():
+        stories = sorted(int(m[1]) for m in members if isinstance(m, tuple))  # type: ignore[index]
+        merged.update({absorbed: stories[0] for absorbed in stories[1:]})
+    return {frozenset(g) for g in groups.values() if any(isinstance(m, str) for m in g)}, merged
+
+
+def partition_of(grouping: object, newcomers: list[Newcomer]) -> set[frozenset[object]]:
+    groups: dict[object, set[object]] = {}
+    for key, number in grouping.new_group.items():  # type: ignore[attr-defined]
+        groups.setdefault(("new", number), set()).add(key)
+    for key, story_id in grouping.story_of.items():  # type: ignore[attr-defined]
+        groups.setdefault(("story", story_id), {("story", story_id)}).add(key)
+    for absorbed, survivor in grouping.merged.items():  # type: ignore[attr-defined]
+        groups.setdefault(("story", survivor), {("story", survivor)}).add(("story", absorbed))
+    assert sum(len([m for m in g if isinstance(m, str)]) for g in groups.values()) == len(
+        newcomers
+    )
+    return {frozenset(g) for g in groups.values()}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_grouping_finds_exactly_what_comparing_every_pair_finds(seed: int) -> None:
+    """Prefix filtering and the time index only skip pairs that cannot match: on dense random
+    titles (few words, much overlap) the groups are those of comparing every pair."""
+    rng = random.Random(seed)
+    vocabulary = [f"w{n}" for n in range(60)]
+    bases = [rng.sample(vocabulary, rng.randint(2, 20)) for _ in range(25)]
+    day = 86400.0
+
+    def title() -> tuple[str, ...]:
+        # A base title with up to two words dropped and up to two added: near-identical
+        # titles of every length, and many that just miss.
+        base = list(rng.choice(bases))
+        for _ in range(rng.randint(0, 2)):
+            base.remove(rng.choice(base))
+        return words(" ".join(base + rng.sample(vocabulary, rng.randint(0, 2))))
+
+    def urls(i: int) -> frozenset[str]:
+        # Every seventh links to a related URL, some of which known stories claim.
+        related = {f"https://r.example/{rng.randint(0, 30)}"} if i % 7 == 0 else set()
+        return frozenset({f"https://n.example/{i}", *related})
+
+    newcomers = [
+        Newcomer(f"https://n.example/{i}", rng.uniform(0, 6 * day), title(), urls(i))
+        for i in range(160)
+    ]
+    known = [
+        Known(f"https://k.example/{i}", rng.randint(1, 25), rng.uniform(0, 6 * day), title())
+        for i in range(70)
+    ]
+    url_stories = {f"https://r.example/{i}": rng.randint(1, 25) for i in range(0, 30, 3)}
+    expected_groups, expected_merged = brute_force(newcomers, known, url_stories)
+    grouping = group(newcomers, known, url_stories)
+    assert grouping.merged == expected_merged
+    # The known stories that nothing joined are not part of either answer.
+    found = {g for g in partition_of(grouping, newcomers) if any(isinstance(m, str) for m in g)}
+    assert found == expected_groups
+    assert len(expected_groups) < len(newcomers)  # titles did join: the test tests something
+
+
 def test_compose_adds_the_other_outlets_once() -> None:
     headline = article("https://one.example/a", "Headline", related=("https://two.example/b",))
     same_as_related = article("https://two.example/b", "Told by two")
