@@ -176,7 +176,7 @@ def bench_latency(folder: Path, count: int) -> None:
                 break
         samples = []
         for index in range(count):
-            text = variant(source, 900000 + index)
+            text = variant(source, 900000 + index, index)
             marker = f"#{900000 + index}"
             temp = store / f".tmp-{index}.md"
             temp.write_text(text, encoding="utf-8")
