@@ -214,8 +214,11 @@ def group(
     # Near-identical titles within the window: among newcomers, and with known articles.
     _link_titles(
         links,
-        [_Titled(k.published_s, k.key, frozenset(k.words), story_node(k.story_id)) for k in known]
-        + [_Titled(n.published_s, n.key, frozenset(n.words), n.key) for n in newcomers],
+        [
+            _Titled(k.published_s, k.key, frozenset(k.words), story_node(k.story_id), False)
+            for k in known
+        ]
+        + [_Titled(n.published_s, n.key, frozenset(n.words), n.key, True) for n in newcomers],
     )
     # Each group: the oldest story in it survives; a group with none is a new story.
     members: dict[object, list[object]] = {}
@@ -245,10 +248,7 @@ class _Titled:
     key: str
     words: frozenset[str]
     node: object  # the union-find node: the key of a newcomer, the story of a known article
-
-    @property
-    def is_new(self) -> bool:
-        return self.node == self.key
+    is_new: bool
 
 
 class _Postings:
@@ -275,17 +275,22 @@ def _link_titles(links: _UnionFind, pool: list[_Titled]) -> None:
     for titled in pool:
         for word in titled.words:
             counts[word] = counts.get(word, 0) + 1
+    # Rarest first, ties by the word itself: one order for every title.
+    rank = {w: r for r, w in enumerate(sorted(counts, key=lambda w: (counts[w], w)))}
+    prefixes = {n: (_smaller_prefix(n), _larger_prefix(n)) for n in {len(t.words) for t in pool}}
     # `as_smaller[w]`: titles with w among their first _smaller_prefix words; `as_larger[w]`:
-    # among their first _larger_prefix words (rarest first, ties by the word itself).
+    # among their first _larger_prefix words. A word of one title only finds nothing: left out.
     as_smaller: dict[str, _Postings] = {}
     as_larger: dict[str, _Postings] = {}
     ordered: list[list[str]] = []
     for position, titled in enumerate(pool):
-        words = sorted(titled.words, key=lambda w: (counts[w], w))
+        words = sorted(titled.words, key=rank.__getitem__)
         ordered.append(words)
-        size = len(words)
-        for index, keep in ((as_smaller, _smaller_prefix(size)), (as_larger, _larger_prefix(size))):
+        smaller, larger = prefixes[len(words)]
+        for index, keep in ((as_smaller, smaller), (as_larger, larger)):
             for word in words[: max(0, keep)]:
+                if counts[word] == 1:
+                    continue
                 postings = index.get(word)
                 if postings is None:
                     postings = index[word] = _Postings()
@@ -294,12 +299,13 @@ def _link_titles(links: _UnionFind, pool: list[_Titled]) -> None:
     for position, titled in enumerate(pool):
         if not titled.is_new:
             continue
-        words, size = ordered[position], len(titled.words)
+        words = ordered[position]
+        smaller, larger = prefixes[len(words)]
         root = links.find(titled.node)
         seen: set[int] = set()
         # A longer partner has the shared word among its first _larger_prefix, this title
         # among its first _smaller_prefix; a shorter partner the other way round.
-        for index, keep in ((as_larger, _smaller_prefix(size)), (as_smaller, _larger_prefix(size))):
+        for index, keep in ((as_larger, smaller), (as_smaller, larger)):
             for word in words[: max(0, keep)]:
                 postings = index.get(word)
                 if postings is None:
