@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bot.articles import parse_article_outline
 from bot.printable import printable
 from bot.scan_cache import CachedDigest, DigestCache
 from bot.store import (
@@ -34,11 +35,6 @@ class Digest(NamedTuple):
     quality: float | None
     error: str | None
     unsettled: bool
-
-
-# The report never looks at related coverage or images: they are parsed for syntax and shape,
-# not built (the largest part of many files).
-DIGEST_HOLLOW = frozenset({"related", "images"})
 
 
 def digest(result: ParseResult) -> Digest:
@@ -158,7 +154,7 @@ def scan_store(
         _AS_IT_IS,
         parallel_threshold,
         transform=digest,
-        hollow=DIGEST_HOLLOW,
+        parse=parse_article_outline,
     )
     for batch in batches:
         for item in batch:
@@ -166,7 +162,7 @@ def scan_store(
     for _ in range(_REREADS):
         retry, changing = changing, []
         for rel in retry:
-            take(digest(read_file(root, rel, max_bytes, _AS_IT_IS, DIGEST_HOLLOW)))
+            take(digest(read_file(root, rel, max_bytes, _AS_IT_IS, parse_article_outline)))
     gone = [rel for rel in changing if not os.path.lexists(os.path.join(root, rel))]
     report.files -= len(gone)  # deleted while the scan ran: no longer part of the store
     report.unsettled = sorted(set(changing) - set(gone))

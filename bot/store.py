@@ -58,6 +58,8 @@ class Unsettled:
 
 
 ParseResult = FileOutcome | Unsettled
+# Bytes of a file, its store-relative path and the size cap in; an Article (or ArticleError) out.
+Parser = Callable[[bytes, str, int], Article]
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +251,11 @@ def _read(fd: int, size: int) -> bytes:
 
 
 def read_file(
-    root: Path, rel: str, max_bytes: int, now_s: float, hollow: frozenset[str] = frozenset()
+    root: Path, rel: str, max_bytes: int, now_s: float, parse: Parser = parse_article
 ) -> ParseResult:
     """Read and parse one file, refusing to take a half-written one for a finished one, or
-    anything outside the store. `hollow`: see `parse_article`."""
+    anything outside the store. A file that fails to parse while its mtime is within
+    SETTLE_S of `now_s` may still be being written: Unsettled (`now_s` = inf: never)."""
     full = os.path.join(root, rel)
     stamp = FileStamp(0, 0)
     try:
@@ -294,7 +297,7 @@ def read_file(
     if (after.st_size, after.st_mtime_ns) != (stamp.size, stamp.mtime_ns):
         return Unsettled(rel)  # it changed while we read it
     try:
-        return FileOutcome(rel, stamp, article=parse_article(data, rel, max_bytes, hollow))
+        return FileOutcome(rel, stamp, article=parse(data, rel, max_bytes))
     except ArticleError as exc:
         reason = exc.reason
     except Exception as exc:  # a parser bug must cost one file, never the whole scan
@@ -317,9 +320,9 @@ def _read_batch(
     max_bytes: int,
     now_s: float,
     transform: Callable[[ParseResult], T],
-    hollow: frozenset[str],
+    parse: Parser,
 ) -> list[T]:
-    return [transform(read_file(Path(root), rel, max_bytes, now_s, hollow)) for rel in rels]
+    return [transform(read_file(Path(root), rel, max_bytes, now_s, parse)) for rel in rels]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:
@@ -355,17 +358,18 @@ def parse_files(
     parallel_threshold: int,
     workers: int | None = None,
     transform: Callable[[ParseResult], T] = _identity,  # type: ignore[assignment]
-    hollow: frozenset[str] = frozenset(),
+    parse: Parser = parse_article,
 ) -> Generator[list[T], None, None]:
     """Parse `rels` in batches, in submission order. Below `parallel_threshold` files (or on
     one core) everything stays in this process; above it a process pool uses every core, with
     only a few batches in flight so memory stays bounded on any store size. `transform` (a
     module-level function) runs where the parsing runs, so a caller that needs only a digest
-    of each file doesn't pay to ship whole articles between processes."""
+    of each file doesn't pay to ship whole articles between processes; `parse` (module-level
+    too) is the parser."""
     workers = workers or os.cpu_count() or 1
     if len(rels) < parallel_threshold or workers < 2:
         for batch in _batches(rels, _BATCH):
-            yield _read_batch(str(root), batch, max_bytes, now_s, transform, hollow)
+            yield _read_batch(str(root), batch, max_bytes, now_s, transform, parse)
         return
     with ProcessPoolExecutor(
         max_workers=workers, mp_context=_pool_context(), initializer=_die_with_parent
@@ -373,7 +377,7 @@ def parse_files(
         pending: list[Future[list[T]]] = []
         for batch in _batches(rels, _BATCH):
             pending.append(
-                pool.submit(_read_batch, str(root), batch, max_bytes, now_s, transform, hollow)
+                pool.submit(_read_batch, str(root), batch, max_bytes, now_s, transform, parse)
             )
             if len(pending) >= workers * 2:
                 yield pending.pop(0).result()

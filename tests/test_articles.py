@@ -22,6 +22,7 @@ from bot.articles import (
     article_from_dict,
     article_to_dict,
     parse_article,
+    parse_article_outline,
 )
 from bot.store import FileOutcome, read_file
 from bot.urls import normalize_url
@@ -576,23 +577,21 @@ def test_default_size_cap_is_one_mebibyte() -> None:
         parse_article((GOOD + f"excerpt: '{filler}'\n---\n").encode(), "big.md")
 
 
-def test_a_hollow_parse_differs_only_by_the_fields_left_unbuilt(real_articles_dir: Path) -> None:
+def test_an_outline_differs_only_by_the_fields_left_unbuilt(real_articles_dir: Path) -> None:
     """`newsbot scan` leaves related coverage and images unbuilt; everything else must be what
     a full parse gives, and a wrong shape there is still an error."""
     from dataclasses import replace
 
-    hollow = frozenset({"related", "images"})
     for path in sorted(real_articles_dir.iterdir()):
         data = path.read_bytes()
         full = parse_article(data, path.name)
-        assert parse_article(data, path.name, hollow=hollow) == replace(
-            full, related=(), images=()
-        )
+        assert parse_article_outline(data, path.name) == replace(full, related=(), images=())
+    assert any(parse_article(p.read_bytes(), p.name).related for p in real_articles_dir.iterdir())
     bad = b"---\ntitle: x\nwebUrl: https://e.com/a\nrelated: not a list\n---\n"
     with pytest.raises(ArticleError, match="`related` must be a list"):
-        parse_article(bad, "bad.md", hollow=hollow)
+        parse_article_outline(bad, "bad.md")
     merged = b"---\nbase: &b {title: From merge}\n<<: *b\nwebUrl: https://e.com/m\n---\n"
-    assert parse_article(merged, "m.md", hollow=hollow).title == "From merge"
+    assert parse_article_outline(merged, "m.md").title == "From merge"
 
 
 def test_our_loader_resolves_every_value_as_pyyaml_does(real_articles_dir: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 import bot.scan_report
 import bot.store
+from bot.articles import parse_article
 from bot.scan_report import format_report, quality_band, scan_store
 from bot.store import (
     SETTLE_S,
@@ -311,20 +312,16 @@ def test_unreadable_file_keeps_its_stamp(
     assert result.stamp == FileStamp(path.stat().st_size, path.stat().st_mtime_ns)
 
 
-def test_unexpected_parser_failure_costs_one_file(
-    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unexpected_parser_failure_costs_one_file(tmp_path: Path, clock: FakeClock) -> None:
     for name in ("a.md", "boom.md", "c.md"):
         write(tmp_path, name, article_text(name[0]), age_s=60, clock=clock)
-    real_parse = bot.store.parse_article
-
-    def parse(data: bytes, path: str, max_bytes: int, *rest: Any) -> Any:
+    def parse(data: bytes, path: str, max_bytes: int) -> Any:
         if path == "boom.md":
             raise RecursionError("maximum recursion depth exceeded")
-        return real_parse(data, path, max_bytes, *rest)
+        return parse_article(data, path, max_bytes)
 
-    monkeypatch.setattr(bot.store, "parse_article", parse)
-    results = flatten(parse_files(tmp_path, ["a.md", "boom.md", "c.md"], MAX, clock.time(), 1000))
+    rels = ["a.md", "boom.md", "c.md"]
+    results = flatten(parse_files(tmp_path, rels, MAX, clock.time(), 1000, parse=parse))
     assert [r.path for r in results] == ["a.md", "boom.md", "c.md"]
     assert results[0].article is not None and results[2].article is not None
     assert results[1].article is None and "RecursionError" in results[1].error
