@@ -10,18 +10,20 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from bot.articles import Article, article_from_dict, article_to_dict
+from bot.articles import Article, article_from_dict
+from bot.carriers import Carriers, Take
 from bot.clock import Clock
 from bot.database import MIGRATIONS, Database, StateError
 from bot.outbox import Delivery, DeliveryState, Outbox, correct, enqueue
 from bot.routing import Routing
 from bot.store import FileOutcome, FileStamp
+from bot.stored_article import StoredArticle, stored_article
+from bot.stories import Newcomer, candidate_words, story_urls
 from bot.story_store import place_articles
 from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource, topics_key
 
@@ -39,6 +41,9 @@ class IngestReport:
     removed_files: int = 0
     deliveries: int = 0
     held_unscored: int = 0
+    # New articles recorded without a story yet (`record_stored(..., place_later=True)`), for
+    # `place_stories`.
+    unplaced: tuple[Newcomer, ...] = ()
 
 
 RouteFn = Callable[[Article], Routing]
@@ -46,10 +51,6 @@ RouteFn = Callable[[Article], Routing]
 
 def _json_list(values: Iterable[str]) -> str:
     return json.dumps(list(values), ensure_ascii=False)
-
-
-def _iso_utc(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value else None
 
 
 def peek_subscription_targets(path: Path) -> list[tuple[str, str]]:
@@ -130,49 +131,65 @@ class State:
 
     async def record_files(
         self,
-        outcomes: Sequence[FileOutcome],
+        outcomes: Sequence[FileOutcome[Article]],
         removed: Sequence[str] = (),
         route: RouteFn | None = None,
     ) -> IngestReport:
         """Record parsed files and their articles; for each story new to us, write the outbox
         rows `route` decides, in the same transaction. `route=None` records without routing
         (the first scan of a store: nothing old is posted)."""
+        stored: list[FileOutcome[StoredArticle]] = [
+            FileOutcome(o.path, o.stamp, stored_article(o.article) if o.article else None, o.error)
+            for o in outcomes
+        ]
+        return await self.record_stored(stored, removed, route)
+
+    async def record_stored(
+        self,
+        outcomes: Sequence[FileOutcome[StoredArticle]],
+        removed: Sequence[str] = (),
+        route: RouteFn | None = None,
+        place_later: bool = False,
+    ) -> IngestReport:
+        """`record_files` for articles already in the form the database keeps (made where the
+        files were parsed). `place_later` (only without `route`: nothing is posted): new
+        articles are recorded without a story and returned in `unplaced`, for one
+        `place_stories` over a whole first scan instead of a placement per batch."""
+        if place_later and route is not None:
+            raise ValueError("articles placed later cannot be routed now: they have no story")
         now = self._clock.time()
-        articles = [o.article for o in outcomes if o.article is not None]
 
         async def body(db: aiosqlite.Connection) -> IngestReport:
             # Removals first: a file renamed within one scan then reads as an edit of its story,
             # not as a duplicate of itself.
             await db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in removed])
-            known = await self._existing_keys(db, [a.key for a in articles])
+            known = await self._existing_keys(
+                db, [o.article.key for o in outcomes if o.article is not None]
+            )
             carriers = await self._carriers(db, known)
-            counts = {"new": 0, "updated": 0, "dup": 0, "held": 0}
-            seen_now: set[str] = set()
-            upserts: list[Article] = []
-            updated: list[Article] = []
+            taking = Carriers({key: carriers.get(key, set()) for key in known})
+            duplicates = held = 0
+            upserts: list[StoredArticle] = []
+            fresh: set[str] = set()
             routed: list[tuple[Article, Subscription]] = []
             for outcome in outcomes:
-                article = outcome.article
-                if article is None:
+                stored = outcome.article
+                if stored is None:
                     continue
-                others = carriers.get(article.key, set())
-                if article.key in seen_now or (
-                    article.key in known and outcome.path not in others and others
-                ):
+                take = taking.take(stored.key, outcome.path)
+                if take is Take.DUPLICATE:
                     # Another file already brought this story: it keeps its record and its
                     # deliveries; this file only joins the index.
-                    counts["dup"] += 1
+                    duplicates += 1
                     continue
-                seen_now.add(article.key)
-                upserts.append(article)
-                if article.key in known:
-                    counts["updated"] += 1
-                    updated.append(article)
+                upserts.append(stored)
+                if take is Take.UPDATE:
                     continue
-                counts["new"] += 1
+                fresh.add(stored.key)
                 if route is not None:
+                    article = stored.article()
                     routing = route(article)
-                    counts["held"] += int(routing.held_unscored and not routing.targets)
+                    held += int(routing.held_unscored and not routing.targets)
                     routed.extend((article, sub) for sub in routing.targets)
             # One statement per table for the whole batch: a cold scan records thousands of
             # files, and each statement is a round trip to the database thread.
@@ -194,25 +211,51 @@ class State:
                     for o in outcomes
                 ],
             )
-            await self._upsert_articles(db, upserts, now)
-            story_of = await place_articles(db, upserts, now)
+            await self._upsert_articles(db, upserts, fresh, now)
+            later = {key for key in fresh if place_later}
+            story_of = await place_articles(
+                db, [s.newcomer(now) for s in upserts if s.key not in later], now
+            )
             deliveries = await enqueue(
                 db, [(article, story_of[article.key], sub) for article, sub in routed], now
             )
-            for article in updated:
-                # A changed file (same URL): what was posted of its story is edited to match.
-                await correct(db, story_of[article.key], article, now)
+            for stored in upserts:
+                if stored.key not in fresh:
+                    # A changed file (same URL): what was posted of its story is edited to
+                    # match.
+                    await correct(db, story_of[stored.key], stored.article(), now)
             return IngestReport(
-                new_articles=counts["new"],
-                updated_articles=counts["updated"],
-                duplicates=counts["dup"],
+                new_articles=len(fresh),
+                updated_articles=len(upserts) - len(fresh),
+                duplicates=duplicates,
                 bad_files=sum(1 for o in outcomes if o.error is not None),
                 removed_files=len(removed),
                 deliveries=deliveries,
-                held_unscored=counts["held"],
+                held_unscored=held,
+                unplaced=tuple(s.newcomer(now) for s in upserts if s.key in later),
             )
 
         return await self._database.write(body)
+
+    async def place_stories(self, newcomers: Sequence[Newcomer]) -> None:
+        """Place in their stories the articles recorded with `place_later`: `newcomers`, and
+        any that an interrupted earlier run left without a story."""
+        now = self._clock.time()
+
+        async def body(db: aiosqlite.Connection) -> None:
+            given = {n.key for n in newcomers}
+            left: list[Newcomer] = []
+            async with db.execute(
+                "SELECT key, published_s, title_words, payload FROM articles "
+                "WHERE story_id IS NULL"
+            ) as cursor:
+                async for key, published_s, words, payload in cursor:
+                    if key not in given:
+                        urls = story_urls(article_from_dict(json.loads(payload)))
+                        left.append(Newcomer(key, published_s, tuple(words.split()), urls))
+            await place_articles(db, [*left, *newcomers], now)
+
+        await self._database.write(body)
 
     @staticmethod
     async def _carriers(db: aiosqlite.Connection, keys: Iterable[str]) -> dict[str, set[str]]:
@@ -241,35 +284,46 @@ class State:
 
     @staticmethod
     async def _upsert_articles(
-        db: aiosqlite.Connection, articles: Sequence[Article], now: float
+        db: aiosqlite.Connection, articles: Sequence[StoredArticle], fresh: set[str], now: float
     ) -> None:
+        """Write the articles with their topics and the candidate words of their titles (the
+        index story placement searches). `fresh`: keys new to the database, with no old rows
+        to clear."""
         await db.executemany(
             "INSERT INTO articles (key, title, published_at, quality, provider, payload, "
-            "first_seen_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "first_seen_at, updated_at, published_s, title_words) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET title = excluded.title, "
             "published_at = excluded.published_at, quality = excluded.quality, "
             "provider = excluded.provider, payload = excluded.payload, "
-            "updated_at = excluded.updated_at",
+            "updated_at = excluded.updated_at, published_s = excluded.published_s, "
+            "title_words = excluded.title_words",
             [
                 (
                     a.key,
                     a.title,
-                    _iso_utc(a.published_at),
+                    a.published_at,
                     a.quality,
-                    a.provider.name,
-                    json.dumps(article_to_dict(a), ensure_ascii=False),
+                    a.provider,
+                    a.payload,
                     now,
                     now,
+                    a.newcomer(now).published_s,
+                    " ".join(a.words),
                 )
                 for a in articles
             ],
         )
-        await db.executemany(
-            "DELETE FROM article_topics WHERE article_key = ?", [(a.key,) for a in articles]
-        )
+        changed = [(a.key,) for a in articles if a.key not in fresh]
+        await db.executemany("DELETE FROM article_topics WHERE article_key = ?", changed)
+        await db.executemany("DELETE FROM title_words WHERE article_key = ?", changed)
         await db.executemany(
             "INSERT OR IGNORE INTO article_topics (article_key, folded, topic) VALUES (?, ?, ?)",
             [(a.key, t.casefold(), t) for a in articles for t in a.topics],
+        )
+        await db.executemany(
+            "INSERT OR IGNORE INTO title_words (word, article_key) VALUES (?, ?)",
+            [(word, a.key) for a in articles for word in candidate_words(a.words)],
         )
 
     async def late_coverage_of(self, subscription_id: int | None) -> LateCoverage:

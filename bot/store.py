@@ -20,12 +20,13 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mappin
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from bot.articles import Article, ArticleError, parse_article
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+A = TypeVar("A")
 
 ARTICLE_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".yaml", ".yml"})
 # A file that fails to parse while its mtime is this recent may still be being written: it is
@@ -41,12 +42,13 @@ class FileStamp:
 
 
 @dataclass(frozen=True, slots=True)
-class FileOutcome:
-    """A file looked at: its article, or the reason it is bad (exactly one is set)."""
+class FileOutcome(Generic[A]):
+    """A file looked at: its article (or what a caller keeps of it: a digest, the form the
+    database stores), or the reason it is bad (exactly one is set)."""
 
     path: str  # relative to the store root, with '/' separators
     stamp: FileStamp
-    article: Article | None = None
+    article: A | None = None
     error: str | None = None
 
 
@@ -57,7 +59,7 @@ class Unsettled:
     path: str
 
 
-ParseResult = FileOutcome | Unsettled
+ParseResult = FileOutcome[Article] | Unsettled
 # Bytes of a file, its store-relative path and the size cap in; an Article (or ArticleError) out.
 Parser = Callable[[bytes, str, int], Article]
 
@@ -68,7 +70,7 @@ class Listing:
     # Entries refused without being read (a symlink out of the store, a folder that cannot be
     # read), as bad-file outcomes stamped with the entry itself: a refusal is remembered like a
     # bad file, and reported again only when the entry changes.
-    refused: dict[str, FileOutcome]
+    refused: dict[str, FileOutcome[Article]]
     root_exists: bool
 
 
@@ -128,7 +130,7 @@ def _link_refusal(real_root: str, link: str) -> str | None:
 def list_store(root: Path) -> Listing:
     """Walk the store with scandir + stat: no file is opened."""
     files: dict[str, FileStamp] = {}
-    refused: dict[str, FileOutcome] = {}
+    refused: dict[str, FileOutcome[Article]] = {}
 
     def refuse(rel: str, path: str, reason: str) -> None:
         refused[rel] = FileOutcome(rel, _stamp_of(path), error=_storable(reason))

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 
 import aiosqlite
 
-from bot.articles import Article
 from bot.outbox import merge_posts
 from bot.stories import (
     TITLE_WINDOW_S,
@@ -26,39 +25,39 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 async def place_articles(
-    db: aiosqlite.Connection, articles: Sequence[Article], now: float
+    db: aiosqlite.Connection, newcomers: Sequence[Newcomer], now: float
 ) -> dict[str, int]:
-    """Put each article (new, or changed) in its story; returns key -> story id. Stories that
-    an article links together become one (the older id stays)."""
-    if not articles:
+    """Put each article (new, or changed; already written with its words and time) in its
+    story; returns key -> story id. Stories that an article links together become one (the
+    older id stays)."""
+    if not newcomers:
         return {}
-    newcomers = [Newcomer.of(a, now) for a in articles]
     url_stories = await _url_stories(db, sorted({u for n in newcomers for u in n.urls}))
     known = await _known_near(db, newcomers)
     grouping = group(newcomers, known, url_stories)
     for absorbed, survivor in sorted(grouping.merged.items()):
         await _merge(db, absorbed, survivor, now)
-    new_story: dict[int, int] = {}
-    for number in sorted(set(grouping.new_group.values())):
-        cursor = await db.execute("INSERT INTO stories (created_at) VALUES (?)", (now,))
-        new_story[number] = int(cursor.lastrowid or 0)
     story_of = dict(grouping.story_of)
-    story_of.update({key: new_story[n] for key, n in grouping.new_group.items()})
+    numbers = sorted(set(grouping.new_group.values()))
+    if numbers:
+        # Ids given here, in one statement: a first scan creates thousands of stories.
+        async with db.execute("SELECT COALESCE(MAX(id), 0) FROM stories") as cursor:
+            row = await cursor.fetchone()
+        first = int(row[0] if row else 0) + 1
+        new_story = {number: first + offset for offset, number in enumerate(numbers)}
+        await db.executemany(
+            "INSERT INTO stories (id, created_at) VALUES (?, ?)",
+            [(story_id, now) for story_id in new_story.values()],
+        )
+        story_of.update({key: new_story[n] for key, n in grouping.new_group.items()})
     await db.executemany(
-        "UPDATE articles SET story_id = ?, published_s = ?, title_words = ? WHERE key = ?",
-        [(story_of[n.key], n.published_s, " ".join(n.words), n.key) for n in newcomers],
+        "UPDATE articles SET story_id = ? WHERE key = ?",
+        [(story_of[n.key], n.key) for n in newcomers],
     )
     await db.executemany(
         "INSERT INTO story_urls (url, story_id) VALUES (?, ?) "
         "ON CONFLICT (url) DO UPDATE SET story_id = excluded.story_id",
         [(url, story_of[n.key]) for n in newcomers for url in n.urls],
-    )
-    await db.executemany(
-        "DELETE FROM title_words WHERE article_key = ?", [(n.key,) for n in newcomers]
-    )
-    await db.executemany(
-        "INSERT OR IGNORE INTO title_words (word, article_key) VALUES (?, ?)",
-        [(word, n.key) for n in newcomers for word in candidate_words(n.words)],
     )
     return story_of
 
@@ -78,7 +77,7 @@ async def _known_near(db: aiosqlite.Connection, newcomers: Sequence[Newcomer]) -
     """Articles already placed that could match a newcomer's title: sharing one of its
     candidate words, published within the window of the newcomers."""
     words = sorted({w for n in newcomers for w in candidate_words(n.words)})
-    if not words:
+    if not words or not await _any_placed(db):
         return []
     earliest = min(n.published_s for n in newcomers) - TITLE_WINDOW_S
     latest = max(n.published_s for n in newcomers) + TITLE_WINDOW_S
@@ -96,6 +95,12 @@ async def _known_near(db: aiosqlite.Connection, newcomers: Sequence[Newcomer]) -
                 if key not in skip:
                     known[key] = Known(key, story_id, published_s, tuple(title.split()))
     return list(known.values())
+
+
+async def _any_placed(db: aiosqlite.Connection) -> bool:
+    """Whether any article has a story yet (on a first scan, none: nothing to look up)."""
+    async with db.execute("SELECT 1 FROM articles WHERE story_id IS NOT NULL LIMIT 1") as cur:
+        return await cur.fetchone() is not None
 
 
 async def _merge(db: aiosqlite.Connection, absorbed: int, survivor: int, now: float) -> None:

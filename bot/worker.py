@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 from bot.articles import Article
@@ -21,16 +21,19 @@ from bot.store import (
     SETTLE_S,
     FileOutcome,
     FileStamp,
-    ParseResult,
+    Unsettled,
     diff,
     list_store,
     parse_files,
 )
+from bot.stored_article import StoredArticle, to_stored
+from bot.stories import Newcomer
 from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource
 
 log = logging.getLogger(__name__)
 
 _BASELINE_KEY = "store_baseline_done"
+StoredResult = FileOutcome[StoredArticle] | Unsettled
 # How long a graceful stop waits for sends in flight before leaving them `sending` (safe: they
 # are resolved at the next start).
 STOP_GRACE_S = 8.0
@@ -235,13 +238,15 @@ class Worker:
         if refusals:
             summary.parsed += len(refusals)
             self._recorded(refusals, await self._state.record_files(refusals), summary)
-        batches: Generator[list[ParseResult], None, None] = parse_files(
+        batches: Generator[list[StoredResult], None, None] = parse_files(
             store.path,
             [p for p in changes.changed if p not in listing.refused],
             store.max_file_bytes,
             self._clock.time(),
             store.parallel_threshold,
+            transform=to_stored,
         )
+        unplaced: list[Newcomer] = []
         stopped = False
         while (batch := await asyncio.to_thread(next, batches, None)) is not None:
             if self._stop is not None and self._stop.is_set():
@@ -251,17 +256,25 @@ class Worker:
             outcomes = [r for r in batch if isinstance(r, FileOutcome)]
             summary.unsettled += len(batch) - len(outcomes)
             summary.parsed += len(outcomes)
-            self._recorded(
-                outcomes, await self._state.record_files(outcomes, route=route_fn), summary
+            # A first scan posts nothing, so its stories can wait for its end: one placement
+            # over the whole store instead of one per batch against all the batches before.
+            report = await self._state.record_stored(
+                outcomes, route=route_fn, place_later=baseline
             )
+            unplaced.extend(report.unplaced)
+            self._recorded(outcomes, report, summary)
         if baseline and not stopped:
             # An interrupted first scan stays a first scan: the next start completes it
-            # without posting what was already there.
+            # without posting what was already there (and places what it left unplaced).
+            await self._state.place_stories(unplaced)
             await self._state.set_meta(_BASELINE_KEY, "1")
         return summary
 
     def _recorded(
-        self, outcomes: list[FileOutcome], report: IngestReport, summary: ScanSummary
+        self,
+        outcomes: Sequence[FileOutcome[Article]] | Sequence[FileOutcome[StoredArticle]],
+        report: IngestReport,
+        summary: ScanSummary,
     ) -> None:
         """Index what was recorded, and report each bad file: one warning per bad file that
         the summary counts."""
