@@ -33,6 +33,8 @@ EXIT_STATUSES = {
     "check-config": "0 ok; 1 problems found (each listed); 2 the file cannot be read or is "
     "not TOML",
     "healthcheck": "0 healthy; 1 unhealthy (one line per problem); 2 the config cannot be used",
+    "explain": "0 explained; 1 no such file, and no article with that URL in the state; 2 the "
+    "file is not a valid article, or the config or the database cannot be used",
     "status": "0 shown; 1 no database yet (`newsbot run` creates it); 2 the config or the "
     "database cannot be used",
     "list": "0 listed; 2 the config or the database cannot be used",
@@ -112,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
         sub, "status", "deliveries by state, what waits and why, parked subscriptions, bad files"
     )
     status.add_argument("--json", action="store_true", help="print one JSON object")
+    explain = command(
+        sub, "explain",
+        "for one article, what each subscription did or will do with it, and why",
+    )
+    explain.add_argument("article", metavar="FILE_OR_URL", help="an article file, or its URL")
+    explain.add_argument("--json", action="store_true", help="print one JSON object")
 
     subs = sub.add_parser("subscriptions", help="list, add or remove subscriptions")
     subs_sub = subs.add_subparsers(dest="action", required=True)
@@ -219,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
             import asyncio
 
             return asyncio.run(_status(config, args.json, sys.stdout))
+        if command == "explain":
+            import asyncio
+
+            return asyncio.run(_explain(config, args.article, args.json, sys.stdout))
         if command == "subscriptions":
             import asyncio
 
@@ -302,6 +314,50 @@ def _healthcheck(config: Config, out: TextIO) -> int:
     health = check_health(config, time.time())
     out.write("healthy\n" if health.ok else "".join(f"unhealthy: {p}\n" for p in health.problems))
     return 0 if health.ok else 1
+
+
+async def _explain(config: Config, target: str, as_json: bool, out: TextIO) -> int:
+    from datetime import UTC, datetime
+
+    from bot.articles import ArticleError, parse_article
+    from bot.clock import SystemClock
+    from bot.explain import explain, format_report
+    from bot.state import State, StateError
+    from bot.urls import normalize_url
+    from bot.worker import routing_defaults
+
+    path = Path(target)
+    article = None
+    if path.is_file():
+        try:
+            article = parse_article(path.read_bytes(), str(path), config.store.max_file_bytes)
+        except ArticleError as exc:
+            print(f"newsbot: {printable(str(exc))}", file=sys.stderr)
+            return 2
+    try:
+        state = await State.open(config.database.path, SystemClock())
+    except StateError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if article is None:
+            try:
+                key = normalize_url(target)
+            except ValueError:
+                key = target
+            article = await state.get_article(key)
+            if article is None:
+                print(
+                    f"newsbot: {printable(target)} is neither an article file nor the URL of an "
+                    "article the bot has seen (run `newsbot scan` to check the store)",
+                    file=sys.stderr,
+                )
+                return 1
+        report = await explain(state, article, routing_defaults(config), datetime.now(UTC))
+    finally:
+        await state.aclose()
+    out.write(report.to_json() if as_json else format_report(report))
+    return 0
 
 
 async def _status(config: Config, as_json: bool, out: TextIO) -> int:

@@ -135,7 +135,8 @@ class Commands:
     async def news(
         self, topic: str, count: int = DEFAULT_NEWS_COUNT, min_quality: float | None = None
     ) -> NewsReply:
-        """The most recent articles for `topic` at or above the floor, newest first."""
+        """The most recent stories for `topic` at or above the floor, newest first: one each,
+        led by its best article, with the other outlets as its coverage."""
         try:
             topic = clean_topic(topic)
             count = check_count(count)
@@ -143,7 +144,7 @@ class Commands:
         except BadArgument as exc:
             return NewsReply(ok=False, text=str(exc))
         floor = self._defaults.min_quality if floor is None else floor
-        articles = await self._state.recent_articles(
+        articles = await self._state.recent_stories(
             topic, floor, self._defaults.include_unscored, count
         )
         if not articles:

@@ -381,6 +381,25 @@ class Outbox:
         )
         return _delivery(rows[0]) if rows else None
 
+    async def post_for(self, platform: str, channel: str, story_id: int) -> Delivery | None:
+        """The channel's post of a story, if it has one."""
+        rows = await self._database.fetchall(
+            "SELECT * FROM deliveries WHERE platform = ? AND channel = ? AND story_id = ? "
+            "AND kind = 'post'",
+            (platform, channel, story_id),
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def follow_ups(self, post_id: int, article_key: str | None = None) -> list[Delivery]:
+        """The edits, replies and retraction of a post (those about one article, if given)."""
+        sql = "SELECT * FROM deliveries WHERE post_id = ?"
+        params: list[Any] = [post_id]
+        if article_key is not None:
+            sql += " AND article_key = ?"
+            params.append(article_key)
+        rows = await self._database.fetchall(sql + " ORDER BY id", params)
+        return [_delivery(r) for r in rows]
+
     async def record_shown(
         self, post_id: int, shown_hash: str, thread_ref: str | None = None
     ) -> None:

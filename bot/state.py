@@ -22,6 +22,7 @@ from bot.database import MIGRATIONS, Database, StateError
 from bot.outbox import Delivery, DeliveryState, Outbox, correct, enqueue
 from bot.routing import Routing
 from bot.store import FileOutcome, FileStamp
+from bot.stories import compose
 from bot.story_store import place_articles
 from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource, topics_key
 
@@ -272,6 +273,17 @@ class State:
             [(a.key, t.casefold(), t) for a in articles for t in a.topics],
         )
 
+    async def story_of(self, key: str) -> int | None:
+        """The story an article (by key) or a URL its story names (related coverage) is in;
+        None when the bot has not seen it."""
+        rows = await self._database.fetchall(
+            "SELECT story_id FROM articles WHERE key = ? UNION ALL "
+            "SELECT story_id FROM story_urls WHERE url = ?",
+            (key, key),
+        )
+        found = [r["story_id"] for r in rows if r["story_id"] is not None]
+        return int(found[0]) if found else None
+
     async def late_coverage_of(self, subscription_id: int | None) -> LateCoverage:
         """How this subscription shows late coverage (edit, when it is gone)."""
         if subscription_id is None:
@@ -311,12 +323,42 @@ class State:
         limit: int,
     ) -> list[Article]:
         """Newest first; `topic` case-insensitive; unscored ones only when asked for."""
+        return [a for a, _ in await self._matching(topic, min_quality, include_unscored, limit)]
+
+    async def recent_stories(
+        self,
+        topic: str | None,
+        min_quality: float | None,
+        include_unscored: bool,
+        limit: int,
+    ) -> list[Article]:
+        """The stories of the most recent matching articles, newest first, one each: its best
+        article as the headline and the others as its coverage (so a listing can say how many
+        outlets told it)."""
+        stories: dict[int, None] = {}  # in order of their newest matching article
+        # Enough matching articles to find `limit` distinct stories in all but odd stores.
+        matching = await self._matching(topic, min_quality, include_unscored, limit * 10)
+        for _, story_id in matching:
+            if story_id is not None:
+                stories.setdefault(story_id, None)
+            if len(stories) >= limit:
+                break
+        views = []
+        for story_id in stories:
+            members = await self.story_articles(story_id)
+            if not members:
+                continue
+            best = max(members, key=lambda a: (a.quality is not None, a.quality or 0.0))
+            views.append(compose(best, [a for a in members if a.key != best.key]))
+        return views
+
+    async def _matching(
+        self, topic: str | None, min_quality: float | None, include_unscored: bool, limit: int
+    ) -> list[tuple[Article, int | None]]:
         where = []
         params: list[Any] = []
         if topic:
-            where.append(
-                "key IN (SELECT article_key FROM article_topics WHERE folded = ?)"
-            )
+            where.append("key IN (SELECT article_key FROM article_topics WHERE folded = ?)")
             params.append(topic.casefold())
         quality_clause = "quality >= ?" if min_quality is not None else "quality IS NOT NULL"
         if min_quality is not None:
@@ -324,11 +366,11 @@ class State:
         where.append(f"({quality_clause}{' OR quality IS NULL' if include_unscored else ''})")
         params.append(limit)
         rows = await self._database.fetchall(
-            f"SELECT payload FROM articles WHERE {' AND '.join(where)} "
+            f"SELECT payload, story_id FROM articles WHERE {' AND '.join(where)} "
             "ORDER BY published_at DESC, first_seen_at DESC LIMIT ?",
             params,
         )
-        return [article_from_dict(json.loads(r["payload"])) for r in rows]
+        return [(article_from_dict(json.loads(r["payload"])), r["story_id"]) for r in rows]
 
     async def topic_counts(self) -> list[tuple[str, int]]:
         rows = await self._database.fetchall(
