@@ -304,6 +304,14 @@ async def test_quiet_hours_hold_posts_across_a_restart_and_breaking_ones_ping_th
         # Exactly the role: not the other role, the user or everyone that the title names.
         assert breaking["mention_roles"] == [ROLE]
         assert breaking["mentions"] == [] and breaking["mention_everyone"] is False
+        # Coverage joins it: the post is edited, and still mentions the role (an edit pings
+        # no one anew).
+        w.store.write("big2", article_text("big2", "More on it", "iota", quality=90,
+                                           related=["https://beta.example/big"]))
+        await bot.round()
+        [edited] = fake_discord.messages(INSTANT)
+        assert edited["edited_timestamp"] and "iota.example" in str(edited["embeds"])
+        assert edited["mention_roles"] == [ROLE] and edited["content"] == breaking["content"]
         # A held story that four outlets come to cover is breaking: it goes at once.
         w.store.write("chips", article_text("c", "Chip shortage eases", "gamma", quality=60))
         await bot.round()
