@@ -225,9 +225,11 @@ async def _break_through(
     timing = post_timing(sub, await _story_facts(db, story_id), now)
     if not timing.breaking:
         return
+    # Only a quiet-hours hold is lifted: a wait the platform asked for (a retry, a 429) stays.
     await db.execute(
-        "UPDATE deliveries SET mention = ?, held_by = NULL, "
-        "next_attempt_at = MIN(next_attempt_at, ?) WHERE id = ?",
+        "UPDATE deliveries SET mention = ?, next_attempt_at = CASE "
+        "WHEN held_by IS NOT NULL AND attempts = 0 THEN MIN(next_attempt_at, ?) "
+        "ELSE next_attempt_at END, held_by = NULL WHERE id = ?",
         (timing.mention, now, post_id),
     )
 
