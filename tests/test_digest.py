@@ -5,10 +5,13 @@ mention it is given."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.articles import Article, Provider, RelatedCoverage
 from bot.breaking import BreakingRule, StoryFacts, outlets_of, story_facts
@@ -29,6 +32,13 @@ from bot.schedule_time import DeliveryMode, QuietHours
 from bot.subscriptions import Subscription
 from tests.builders import make_article
 from tests.fakes.slack_server import validate_blocks
+from tests.test_render_properties import (
+    articles,
+    check_console,
+    check_mrkdwn,
+    styles,
+    unescaped_discord_specials,
+)
 
 ROLE = "123456789012345678"
 GROUP = "S0614TZR7"
@@ -246,3 +256,47 @@ def test_the_console_digest() -> None:
         "   Breaking · Outlet1 News · 5 outlets · Quality 93",
         "   https://outlet1.example/s1",
     ]
+
+
+# --- any stories, any text: every digest fits and stays inert --------------------------------
+
+_DIGEST_LINK = re.compile(r"\d+\. \*\*\[(?P<title>(?:[^\[\]\\]|\\.)*)\]\(https?://[^\s()<>]+\)\*\*")
+_DIGEST_PLAIN = re.compile(r"\d+\. \*\*(?P<title>(?:[^*\\]|\\.)*)\*\*")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(articles, min_size=1, max_size=12), styles, st.booleans())
+def test_any_digest_fits_discord_and_slack_and_stays_inert(
+    headlines: list[Article], style: RenderStyle, breaking: bool
+) -> None:
+    stories = [
+        DigestStory(n, a, StoryFacts(a.quality, n % 7 + 1), breaking and n % 2 == 0)
+        for n, a in enumerate(headlines)
+    ]
+    digest = build_digest(DeliveryMode.HOURLY, DAY, "Europe/Berlin", stories)
+    payload = render_discord_digest(digest, style, ROLE if digest.has_breaking else None)
+    [embed] = payload["embeds"]
+    assert 1 <= utf16_len(embed["description"]) <= DESCRIPTION_LIMIT
+    assert embed_text_length(embed) <= EMBED_TOTAL_LIMIT
+    for entry in embed["description"].split("\n\n"):
+        head, _, meta = entry.partition("\n")
+        if re.fullmatch(r"\+\d+ more", head):
+            continue
+        match = _DIGEST_LINK.fullmatch(head) or _DIGEST_PLAIN.fullmatch(head)
+        assert match is not None, head
+        assert not unescaped_discord_specials(match["title"]) and meta
+        assert not unescaped_discord_specials(meta)
+    assert "@everyone" not in json.dumps(payload).lower().replace("@\\u200beveryone", "")
+    if digest.has_breaking:
+        assert payload["allowed_mentions"] == {"parse": [], "roles": [ROLE]}
+    message = render_slack_digest(digest, style, GROUP if digest.has_breaking else None)
+    assert validate_blocks(list(message.blocks)) == []
+    header, *rest = message.blocks
+    assert header["type"] == "header" and utf16_len(header["text"]["text"]) <= 150
+    for block in rest:
+        texts = [block["text"]["text"]] if block["type"] == "section" else [
+            e["text"] for e in block["elements"]
+        ]
+        for text in texts:
+            check_mrkdwn(text.replace(f"<!subteam^{GROUP}>", ""))
+    check_console(render_console_digest(digest, style))

@@ -205,12 +205,13 @@ def mention_tag(mention: str | None) -> str:
 
 
 def _with_mention(
-    text: str, blocks: list[dict[str, Any]], mention: str | None, words: str
+    text: str, blocks: list[dict[str, Any]], mention: str | None, words: str, at: int = 0
 ) -> tuple[str, list[dict[str, Any]]]:
+    """The ping leads the text (notifications) and shows as a section at block `at`."""
     tag = mention_tag(mention)
     if not tag:
         return text, blocks
-    return f"{tag} {text}", [_section(f"{tag} {words}"), *blocks]
+    return f"{tag} {text}", [*blocks[:at], _section(f"{tag} {words}"), *blocks[at:]]
 
 
 def _fallback_text(article: Article) -> str:
@@ -276,7 +277,7 @@ def render_slack_digest(
     noun = "story" if total == 1 else "stories"
     text, listed = _with_mention(
         f"{escape_entities(digest.title)}: {total} {noun} since the last digest",
-        blocks, mention, DIGEST_BREAKING_WORDS,
+        blocks, mention, DIGEST_BREAKING_WORDS, at=1,  # under the header
     )
     return SlackMessage(
         text=text,
