@@ -653,7 +653,8 @@ class State:
             await db.execute(
                 # A digest, or a post held by quiet hours, still waits for its time.
                 "UPDATE deliveries SET state = ?, next_attempt_at = CASE WHEN kind = 'digest' "
-                "OR held_by IS NOT NULL THEN MAX(next_attempt_at, ?) ELSE ? END, "
+                "OR (held_by IS NOT NULL AND attempts = 0) THEN MAX(next_attempt_at, ?) "
+                "ELSE ? END, "
                 "updated_at = ? WHERE platform = ? AND channel = ? AND state = ?",
                 (DeliveryState.PENDING, now, now, now, platform, channel, DeliveryState.PARKED),
             )

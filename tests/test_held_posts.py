@@ -68,3 +68,14 @@ async def test_a_post_waiting_for_a_retry_keeps_its_wait_but_gains_its_mention(
     await route(state, [story_article(2, 150.0, first.web_url)], sub)
     [after] = await state.outbox.rows_for("console", "news")
     assert (after.next_attempt_at, after.mention) == (retry_at, ROLE)
+
+
+async def test_a_held_post_of_a_paused_channel_still_waits_for_the_morning(state: State) -> None:
+    sub, _ = await state.add_subscription(Subscription(
+        0, "console", "news", quiet_hours=QuietHours.parse("22:00-07:00"),
+    ))
+    await route(state, [story_article(1, 60.0)], sub)
+    await state.park_channel("console", "news", "gone")
+    await state.unpark_channel("console", "news")
+    [row] = await state.outbox.rows_for("console", "news")
+    assert (row.state, row.next_attempt_at) == ("pending", MORNING)
