@@ -19,7 +19,7 @@ from bot.printable import json_text, printable
 from bot.subscriptions import Subscription, SubscriptionSource
 
 log = logging.getLogger("bot")
-T = TypeVar("T", int, float)
+T = TypeVar("T", int, float, str)
 
 
 # Each command's exit statuses, shown by its --help (the README's command table says the same;
@@ -160,6 +160,43 @@ def _parser() -> argparse.ArgumentParser:
         metavar="POINTS",
         help="with --late-coverage edit: a late article this many quality points better "
         "becomes the headline (default 20)",
+    )
+    add.add_argument(
+        "--mode", choices=validation.DELIVERY_MODE_CHOICES, default="instant",
+        help="instant: each story as it comes (default); hourly or daily: one digest of the "
+        "top stories at --digest-at",
+    )
+    add.add_argument(
+        "--digest-at", type=_checked(str, validation.time_of_day), default="08:00",
+        metavar="HH:MM",
+        help="daily: the time of the digest; hourly: its minute, each hour (default 08:00, "
+        "local to --timezone)",
+    )
+    add.add_argument(
+        "--timezone", type=_checked(str, validation.timezone), default="UTC", metavar="ZONE",
+        help="IANA time zone of --digest-at and --quiet-hours, e.g. Europe/Berlin (default "
+        "UTC; daylight saving is followed)",
+    )
+    add.add_argument(
+        "--quiet-hours", type=_checked(str, validation.quiet_hours), metavar="HH:MM-HH:MM",
+        help="hold stories routed in this local window (e.g. 22:00-07:00) until it ends, "
+        "except breaking ones; a digest due inside it goes when it ends",
+    )
+    add.add_argument(
+        "--breaking-quality", type=_checked(float, validation.breaking_quality),
+        default=validation.DEFAULT_BREAKING_QUALITY, metavar="Q",
+        help="a story this good is breaking (default "
+        f"{validation.DEFAULT_BREAKING_QUALITY:g})",
+    )
+    add.add_argument(
+        "--breaking-outlets", type=_checked(int, validation.breaking_outlets),
+        default=validation.DEFAULT_BREAKING_OUTLETS, metavar="N",
+        help="a story this many outlets covered is breaking (default "
+        f"{validation.DEFAULT_BREAKING_OUTLETS})",
+    )
+    add.add_argument(
+        "--mention", metavar="ID",
+        help="ping this Discord role id or Slack user group id for breaking stories only",
     )
     remove = command(
         subs_sub, "remove", "remove subscriptions (not those of the config file: edit it)"
@@ -441,6 +478,21 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 out.write(printable(f"{s.id:4}  {s.describe(config.min_quality)}") + "\n")
             return 0
         if args.action == "add":
+            mention = None
+            if args.mention is not None:
+                from bot.platforms.registry import check_mention
+
+                try:
+                    mention = check_mention(args.platform, args.mention)
+                except validation.InvalidValue as exc:
+                    print(
+                        printable(
+                            f"newsbot: subscriptions add: --mention must be {exc.expected}, "
+                            f"got {args.mention!r}"
+                        ),
+                        file=sys.stderr,
+                    )
+                    return 2
             spec = SubscriptionSpec(
                 platform=args.platform,
                 channel=args.channel,
@@ -454,6 +506,13 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 max_age_days=args.max_age_days,
                 late_coverage=args.late_coverage,
                 headline_margin=args.headline_margin,
+                mode=args.mode,
+                digest_at=args.digest_at,
+                timezone=args.timezone,
+                quiet_hours=args.quiet_hours,
+                breaking_quality=args.breaking_quality,
+                breaking_outlets=args.breaking_outlets,
+                mention=mention,
             )
             defaults = routing_defaults(config)
             ran_before = await state.backfill_ran(spec.platform, spec.channel, spec.topics)

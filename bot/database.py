@@ -204,6 +204,37 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscriptions ADD COLUMN late_coverage TEXT NOT NULL DEFAULT 'edit';
     ALTER TABLE subscriptions ADD COLUMN headline_margin REAL NOT NULL DEFAULT 20;
     """,
+    # Digests, quiet hours and breaking mentions (bot/schedule_time.py, bot/breaking.py). A
+    # digest subscription's stories are collected (`digest_items`, one per subscription and
+    # story, ever) under the outbox row of kind 'digest' that will list them: one row per
+    # subscription and digest time (`period_at`), due at that time, so the scheduler sends it
+    # like any row and a digest missed while the bot was down goes once when it is back. A
+    # post held by quiet hours is due when they end (`held_by` says why it waits); a breaking
+    # one carries the id it pings (`mention`).
+    """
+    ALTER TABLE subscriptions ADD COLUMN mode TEXT NOT NULL DEFAULT 'instant';
+    ALTER TABLE subscriptions ADD COLUMN digest_at TEXT NOT NULL DEFAULT '08:00';
+    ALTER TABLE subscriptions ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';
+    ALTER TABLE subscriptions ADD COLUMN quiet_hours TEXT;
+    ALTER TABLE subscriptions ADD COLUMN breaking_quality REAL NOT NULL DEFAULT 120;
+    ALTER TABLE subscriptions ADD COLUMN breaking_outlets INTEGER NOT NULL DEFAULT 4;
+    ALTER TABLE subscriptions ADD COLUMN mention TEXT;
+    ALTER TABLE deliveries ADD COLUMN period_at REAL;
+    ALTER TABLE deliveries ADD COLUMN mention TEXT;
+    ALTER TABLE deliveries ADD COLUMN held_by TEXT;
+    CREATE UNIQUE INDEX deliveries_one_digest ON deliveries (subscription_id, period_at)
+        WHERE kind = 'digest';
+    CREATE TABLE digest_items (
+        subscription_id INTEGER NOT NULL,
+        story_id INTEGER NOT NULL,
+        delivery_id INTEGER NOT NULL,
+        article_key TEXT NOT NULL,
+        added_at REAL NOT NULL,
+        PRIMARY KEY (subscription_id, story_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX digest_items_by_delivery ON digest_items (delivery_id);
+    CREATE INDEX digest_items_by_story ON digest_items (story_id);
+    """,
 )
 
 async def _story_data(db: aiosqlite.Connection) -> None:

@@ -19,8 +19,10 @@ import aiosqlite
 from bot.articles import Article, article_from_dict, article_to_dict
 from bot.clock import Clock
 from bot.database import MIGRATIONS, Database, StateError
+from bot.digest_store import drop_open_digests, reschedule_open_digest
 from bot.outbox import Delivery, DeliveryState, Outbox, correct, enqueue
 from bot.routing import Routing
+from bot.schedule_time import DeliveryMode, QuietHours, format_time_of_day, parse_time_of_day
 from bot.store import FileOutcome, FileStamp
 from bot.stories import compose
 from bot.story_store import place_articles
@@ -392,6 +394,7 @@ class State:
     @staticmethod
     def _subscription(row: aiosqlite.Row) -> Subscription:
         include = row["include_unscored"]
+        quiet = row["quiet_hours"]
         return Subscription(
             id=row["id"],
             platform=row["platform"],
@@ -405,6 +408,13 @@ class State:
             max_age_days=row["max_age_days"],
             late_coverage=LateCoverage(row["late_coverage"]),
             headline_margin=row["headline_margin"],
+            mode=DeliveryMode(row["mode"]),
+            digest_at=parse_time_of_day(row["digest_at"]),
+            timezone=row["timezone"],
+            quiet_hours=QuietHours.parse(quiet) if quiet else None,
+            breaking_quality=row["breaking_quality"],
+            breaking_outlets=row["breaking_outlets"],
+            mention=row["mention"],
             backfill=row["backfill"],
             source=SubscriptionSource(row["source"]),
             created_at=row["created_at"],
@@ -468,12 +478,21 @@ class State:
                 sub.backfill,
                 str(sub.late_coverage),
                 sub.headline_margin,
+                str(sub.mode),
+                format_time_of_day(sub.digest_at),
+                sub.timezone,
+                None if sub.quiet_hours is None else str(sub.quiet_hours),
+                sub.breaking_quality,
+                sub.breaking_outlets,
+                sub.mention,
             )
             if existing is not None:
                 await db.execute(
                     "UPDATE subscriptions SET topics = ?, min_quality = ?, include_unscored = ?, "
                     "providers_include = ?, providers_exclude = ?, keywords = ?, "
-                    "max_age_days = ?, backfill = ?, late_coverage = ?, headline_margin = ? "
+                    "max_age_days = ?, backfill = ?, late_coverage = ?, headline_margin = ?, "
+                    "mode = ?, digest_at = ?, timezone = ?, quiet_hours = ?, "
+                    "breaking_quality = ?, breaking_outlets = ?, mention = ? "
                     "WHERE id = ?",
                     (*values, existing[0]),
                 )
@@ -482,9 +501,10 @@ class State:
                 cursor = await db.execute(
                     "INSERT INTO subscriptions (topics, min_quality, include_unscored, "
                     "providers_include, providers_exclude, keywords, max_age_days, backfill, "
-                    "late_coverage, headline_margin, "
+                    "late_coverage, headline_margin, mode, digest_at, timezone, quiet_hours, "
+                    "breaking_quality, breaking_outlets, mention, "
                     "platform, channel, topics_key, source, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, sub.platform, sub.channel, key, sub.source, now),
                 )
                 sub_id, created = int(cursor.lastrowid or 0), True
@@ -492,6 +512,9 @@ class State:
                 row = await cur.fetchone()
             assert row is not None
             stored = self._subscription(row)
+            if not created:
+                # A changed digest time or zone: the digest now collecting goes at the new one.
+                await reschedule_open_digest(db, stored, now)
             if created and stored.backfill > 0 and route is not None:
                 # Once per channel and topics, ever (a row says it ran, even if it took none).
                 cursor = await db.execute(
@@ -583,6 +606,8 @@ class State:
         if row is None:
             return False
         await db.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
+        # Its digest still collecting is nobody's now (one that went out stays recorded).
+        await drop_open_digests(db, sub_id)
         async with db.execute(
             "SELECT 1 FROM subscriptions WHERE platform = ? AND channel = ?", (row[0], row[1])
         ) as cur:
@@ -668,9 +693,12 @@ class State:
                 (platform, channel),
             )
             await db.execute(
-                "UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ? "
-                "WHERE platform = ? AND channel = ? AND state = ?",
-                (DeliveryState.PENDING, now, now, platform, channel, DeliveryState.PARKED),
+                # A digest, or a post held by quiet hours, still waits for its time.
+                "UPDATE deliveries SET state = ?, next_attempt_at = CASE WHEN kind = 'digest' "
+                "OR (held_by IS NOT NULL AND attempts = 0) THEN MAX(next_attempt_at, ?) "
+                "ELSE ? END, "
+                "updated_at = ? WHERE platform = ? AND channel = ? AND state = ?",
+                (DeliveryState.PENDING, now, now, now, platform, channel, DeliveryState.PARKED),
             )
             return cursor.rowcount
 

@@ -15,6 +15,7 @@ from bot.config import Config, SubscriptionSpec
 from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY, STOPPED_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
+from bot.schedule_time import DeliveryMode, QuietHours, parse_time_of_day
 from bot.scheduler import Leftover, Scheduler
 from bot.state import IngestReport, RouteFn, State
 from bot.store import (
@@ -100,6 +101,13 @@ def subscription_from_spec(spec: SubscriptionSpec, source: SubscriptionSource) -
         source=source,
         late_coverage=LateCoverage(spec.late_coverage),
         headline_margin=spec.headline_margin,
+        mode=DeliveryMode(spec.mode),
+        digest_at=parse_time_of_day(spec.digest_at),
+        timezone=spec.timezone,
+        quiet_hours=QuietHours.parse(spec.quiet_hours) if spec.quiet_hours else None,
+        breaking_quality=spec.breaking_quality,
+        breaking_outlets=spec.breaking_outlets,
+        mention=spec.mention,
     )
 
 
