@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from bot.articles import Article
-from bot.outbox import Delivery, DeliveryKind, DeliveryState
+from bot.outbox import HELD_BY_QUIET_HOURS, Delivery, DeliveryKind, DeliveryState
 from bot.printable import json_text, printable
 from bot.routing import RoutingDefaults, Verdict, judge
 from bot.state import State
@@ -66,6 +66,8 @@ async def explain(
         post = None
         if story_id is not None:
             post = await state.outbox.post_for(sub.platform, sub.channel, story_id)
+            if post is None:
+                post = await state.outbox.digest_listing(sub.id, story_id)
         explanations.append(
             await _one(state, article, sub, post, judge(article, sub, defaults, now), defaults,
                        story_id is not None, now)
@@ -98,6 +100,15 @@ async def _one(
             reason, at, message,
         )
 
+    if post is not None and post.kind is DeliveryKind.DIGEST:
+        # The story is listed in this subscription's digest (collected under its row).
+        if verdict is not Verdict.DELIVER and post.article_key != article.key:
+            return answer(Fate.NOT_DELIVERED, _why_not(verdict, article, sub, defaults, now))
+        if post.state is DeliveryState.SENT:
+            return answer(Fate.DELIVERED, f"listed in the digest sent at {_when(post.posted_at)}",
+                          post.posted_at, post.message_ref)
+        return answer(Fate.WAITING, f"waiting for the digest at {_when(post.next_attempt_at)}",
+                      post.next_attempt_at)
     if post is not None:
         story = f"story #{post.story_id}"
         own = post.article_key == article.key
@@ -125,6 +136,13 @@ async def _one(
             what = "queued" if own else f"part of {story}, queued"
             if post.state is DeliveryState.SENDING:
                 return answer(Fate.WAITING, f"{what}: being sent{why}")
+            if post.held_by == HELD_BY_QUIET_HOURS and post.attempts == 0:
+                return answer(
+                    Fate.WAITING,
+                    f"{what}: held by the subscription's quiet hours until "
+                    f"{_when(post.next_attempt_at)}",
+                    post.next_attempt_at,
+                )
             return answer(
                 Fate.WAITING,
                 f"{what}: goes at {_when(post.next_attempt_at)} or as soon as the channel's "

@@ -469,7 +469,8 @@ class Outbox:
             delivery_id,
             "state = ?, message_ref = ?, last_error = NULL, uncertain = 0, "
             "shown_hash = COALESCE(?, shown_hash), "
-            "posted_at = CASE WHEN kind = 'post' THEN COALESCE(posted_at, ?) ELSE posted_at END",
+            "posted_at = CASE WHEN kind IN ('post', 'digest') THEN COALESCE(posted_at, ?) "
+            "ELSE posted_at END",
             (DeliveryState.SENT, message_ref, shown_hash, self._clock.time()),
         )
 
@@ -488,6 +489,15 @@ class Outbox:
             "SELECT * FROM deliveries WHERE platform = ? AND channel = ? AND story_id = ? "
             "AND kind = 'post'",
             (platform, channel, story_id),
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def digest_listing(self, subscription_id: int, story_id: int) -> Delivery | None:
+        """The digest row that lists (or will list) a story for a digest subscription."""
+        rows = await self._database.fetchall(
+            "SELECT d.* FROM digest_items i JOIN deliveries d ON d.id = i.delivery_id "
+            "WHERE i.subscription_id = ? AND i.story_id = ?",
+            (subscription_id, story_id),
         )
         return _delivery(rows[0]) if rows else None
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bot.articles import Article
 from bot.config import (
     Config,
     DatabaseConfig,
@@ -24,11 +25,13 @@ from bot.config import (
     SubscriptionSpec,
 )
 from bot.delivery import Deliverer
+from bot.explain import Fate, explain
 from bot.notifiers import build_pacers
 from bot.platforms.base import Notifier
 from bot.platforms.discord import DiscordNotifier
 from bot.platforms.slack import create_slack_notifier
 from bot.render import RenderStyle
+from bot.routing import RoutingDefaults
 from bot.scheduler import Leftover, Scheduler
 from bot.state import State
 from bot.worker import Worker
@@ -141,6 +144,15 @@ def world(tmp_path: Path, start: datetime, **fakes: Any) -> World:
     return World(tmp_path, FakeClock(start), Store(tmp_path / "store"), **fakes)
 
 
+DEFAULTS = RoutingDefaults()
+
+
+async def stored(bot: Bot, key: str) -> Article:
+    article = await bot.state.get_article(key)
+    assert article is not None
+    return article
+
+
 def description(message: dict[str, Any]) -> str:
     return str(message["embeds"][0]["description"])
 
@@ -170,6 +182,15 @@ async def test_a_daily_digest_goes_at_the_local_time_with_the_top_stories(
         # The digest collecting is not a delivery running late (status, metrics): it is due
         # at 08:00 Berlin time.
         assert await bot.state.outbox.oldest_pending_since() == utc(2026, 11, 29, 7).timestamp()
+        # `explain` says where each stands.
+        quantum = await stored(bot, "https://delta.example/q")
+        waiting = (await explain(bot.state, quantum, DEFAULTS, bot.clock.now())).explanations
+        assert [(e.fate, e.reason) for e in waiting] == [
+            (Fate.WAITING, "waiting for the digest at 2026-11-29 07:00:00 UTC")
+        ]
+        low = await stored(bot, "https://zeta.example/l")
+        [kept_out] = (await explain(bot.state, low, DEFAULTS, bot.clock.now())).explanations
+        assert kept_out.reason == "below the floor: quality 10 is under 40"
         # 07:59:59 in Berlin: not yet.
         await bot.at(utc(2026, 11, 29, 6, 59, 59), max_wait_s=0.0)
         assert fake_discord.messages(DIGEST) == []
@@ -187,6 +208,9 @@ async def test_a_daily_digest_goes_at_the_local_time_with_the_top_stories(
             "Alpha News · 3 outlets · Quality 70"
         )
         assert "1 outlet" in lines[1] and "Below the floor" not in description(digest)
+        [listed] = (await explain(bot.state, quantum, DEFAULTS, bot.clock.now())).explanations
+        assert listed.fate is Fate.DELIVERED and listed.message == digest["id"]
+        assert listed.reason == "listed in the digest sent at 2026-11-29 07:00:00 UTC"
         assert digest["mention_roles"] == [] and not digest["mention_everyone"]
         # Coverage of a listed story arrives, and a new story: the digest is not edited, and
         # the keynote is not listed again; the new story waits for tomorrow's digest.
@@ -316,6 +340,12 @@ async def test_quiet_hours_hold_posts_across_a_restart_and_breaking_ones_ping_th
         w.store.write("chips", article_text("c", "Chip shortage eases", "gamma", quality=60))
         await bot.round()
         assert len(fake_discord.messages(INSTANT)) == 1
+        plain = await stored(bot, "https://alpha.example/p")
+        [held] = (await explain(bot.state, plain, DEFAULTS, bot.clock.now())).explanations
+        assert (held.fate, held.reason) == (
+            Fate.WAITING,
+            "queued: held by the subscription's quiet hours until 2026-11-29 06:00:00 UTC",
+        )
         w.store.write("chips2", article_text(
             "c2", "Chip supply improves", "delta", quality=55,
             related=["https://gamma.example/c", "https://eta.example/x",
