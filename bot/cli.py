@@ -19,7 +19,7 @@ from bot.printable import json_text, printable
 from bot.subscriptions import Subscription, SubscriptionSource
 
 log = logging.getLogger("bot")
-T = TypeVar("T", int, float)
+T = TypeVar("T", int, float, str)
 
 
 # Each command's exit statuses, shown by its --help (the README's command table says the same;
@@ -33,6 +33,8 @@ EXIT_STATUSES = {
     "check-config": "0 ok; 1 problems found (each listed); 2 the file cannot be read or is "
     "not TOML",
     "healthcheck": "0 healthy; 1 unhealthy (one line per problem); 2 the config cannot be used",
+    "explain": "0 explained; 1 no such file, and no article with that URL in the state; 2 the "
+    "file is not a valid article, or the config or the database cannot be used",
     "status": "0 shown; 1 no database yet (`newsbot run` creates it); 2 the config or the "
     "database cannot be used",
     "list": "0 listed; 2 the config or the database cannot be used",
@@ -98,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="parse every file, ignoring what earlier scans remembered",
     )
+    scan.add_argument(
+        "--stories",
+        action="store_true",
+        help="group the articles into stories as the bot does and report what that changes",
+    )
 
     check = command(
         sub, "check-config", "validate the configuration: every problem, in file order"
@@ -112,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
         sub, "status", "deliveries by state, what waits and why, parked subscriptions, bad files"
     )
     status.add_argument("--json", action="store_true", help="print one JSON object")
+    explain = command(
+        sub, "explain",
+        "for one article, what each subscription did or will do with it, and why",
+    )
+    explain.add_argument("article", metavar="FILE_OR_URL", help="an article file, or its URL")
+    explain.add_argument("--json", action="store_true", help="print one JSON object")
 
     subs = sub.add_parser("subscriptions", help="list, add or remove subscriptions")
     subs_sub = subs.add_subparsers(dest="action", required=True)
@@ -152,6 +165,43 @@ def _parser() -> argparse.ArgumentParser:
         metavar="POINTS",
         help="with --late-coverage edit: a late article this many quality points better "
         "becomes the headline (default 20)",
+    )
+    add.add_argument(
+        "--mode", choices=validation.DELIVERY_MODE_CHOICES, default="instant",
+        help="instant: each story as it comes (default); hourly or daily: one digest of the "
+        "top stories at --digest-at",
+    )
+    add.add_argument(
+        "--digest-at", type=_checked(str, validation.time_of_day), default="08:00",
+        metavar="HH:MM",
+        help="daily: the time of the digest; hourly: its minute, each hour (default 08:00, "
+        "local to --timezone)",
+    )
+    add.add_argument(
+        "--timezone", type=_checked(str, validation.timezone), default="UTC", metavar="ZONE",
+        help="IANA time zone of --digest-at and --quiet-hours, e.g. Europe/Berlin (default "
+        "UTC; daylight saving is followed)",
+    )
+    add.add_argument(
+        "--quiet-hours", type=_checked(str, validation.quiet_hours), metavar="HH:MM-HH:MM",
+        help="hold stories routed in this local window (e.g. 22:00-07:00) until it ends, "
+        "except breaking ones; a digest due inside it goes when it ends",
+    )
+    add.add_argument(
+        "--breaking-quality", type=_checked(float, validation.breaking_quality),
+        default=validation.DEFAULT_BREAKING_QUALITY, metavar="Q",
+        help="a story this good is breaking (default "
+        f"{validation.DEFAULT_BREAKING_QUALITY:g})",
+    )
+    add.add_argument(
+        "--breaking-outlets", type=_checked(int, validation.breaking_outlets),
+        default=validation.DEFAULT_BREAKING_OUTLETS, metavar="N",
+        help="a story this many outlets covered is breaking (default "
+        f"{validation.DEFAULT_BREAKING_OUTLETS})",
+    )
+    add.add_argument(
+        "--mention", metavar="ID",
+        help="ping this Discord role id or Slack user group id for breaking stories only",
     )
     remove = command(
         subs_sub, "remove", "remove subscriptions (not those of the config file: edit it)"
@@ -204,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             return _run(config, once=args.once, max_wait_s=args.max_wait_s)
         configure_logging("WARNING", "text")
+        if command == "scan" and args.stories:
+            return _scan_stories(config, args.path, args.json, sys.stdout)
         if command == "scan":
             return _scan(config, args.path, args.json, not args.no_cache, sys.stdout)
         if command == "check-config":
@@ -219,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             import asyncio
 
             return asyncio.run(_status(config, args.json, sys.stdout))
+        if command == "explain":
+            import asyncio
+
+            return asyncio.run(_explain(config, args.article, args.json, sys.stdout))
         if command == "subscriptions":
             import asyncio
 
@@ -296,12 +352,73 @@ def _scan(config: Config, path: str | None, as_json: bool, use_cache: bool, out:
     return 0 if report.root_exists else 1
 
 
+def _scan_stories(config: Config, path: str | None, as_json: bool, out: TextIO) -> int:
+    from bot.story_figures import format_figures, story_figures
+    from bot.worker import routing_defaults
+
+    root = Path(path) if path else config.store.path
+    if not root.is_dir():
+        where = printable(str(root))
+        out.write(f"{where}: no such folder (check store.path or the PATH argument)\n")
+        return 1
+    figures = story_figures(
+        root, config.store.max_file_bytes, config.store.parallel_threshold,
+        routing_defaults(config),
+    )
+    out.write(json_text(figures.to_json()) + "\n" if as_json else format_figures(figures))
+    return 0
+
+
 def _healthcheck(config: Config, out: TextIO) -> int:
     from bot.health import check_health
 
     health = check_health(config, time.time())
     out.write("healthy\n" if health.ok else "".join(f"unhealthy: {p}\n" for p in health.problems))
     return 0 if health.ok else 1
+
+
+async def _explain(config: Config, target: str, as_json: bool, out: TextIO) -> int:
+    from datetime import UTC, datetime
+
+    from bot.articles import ArticleError, parse_article
+    from bot.clock import SystemClock
+    from bot.explain import explain, format_report
+    from bot.state import State, StateError
+    from bot.urls import normalize_url
+    from bot.worker import routing_defaults
+
+    path = Path(target)
+    article = None
+    if path.is_file():
+        try:
+            article = parse_article(path.read_bytes(), str(path), config.store.max_file_bytes)
+        except ArticleError as exc:
+            print(f"newsbot: {printable(str(exc))}", file=sys.stderr)
+            return 2
+    try:
+        state = await State.open(config.database.path, SystemClock())
+    except StateError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if article is None:
+            try:
+                key = normalize_url(target)
+            except ValueError:
+                key = target
+            article = await state.get_article(key)
+            if article is None:
+                print(
+                    f"newsbot: {printable(target)} is neither an article file nor the URL of an "
+                    "article the bot has seen (run `newsbot scan` to check the store)",
+                    file=sys.stderr,
+                )
+                return 1
+        report = await explain(state, article, routing_defaults(config), datetime.now(UTC))
+    finally:
+        await state.aclose()
+    out.write(report.to_json() if as_json else format_report(report))
+    return 0
 
 
 async def _status(config: Config, as_json: bool, out: TextIO) -> int:
@@ -385,6 +502,21 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 out.write(printable(f"{s.id:4}  {s.describe(config.min_quality)}") + "\n")
             return 0
         if args.action == "add":
+            mention = None
+            if args.mention is not None:
+                from bot.platforms.registry import check_mention
+
+                try:
+                    mention = check_mention(args.platform, args.mention)
+                except validation.InvalidValue as exc:
+                    print(
+                        printable(
+                            f"newsbot: subscriptions add: --mention must be {exc.expected}, "
+                            f"got {args.mention!r}"
+                        ),
+                        file=sys.stderr,
+                    )
+                    return 2
             spec = SubscriptionSpec(
                 platform=args.platform,
                 channel=args.channel,
@@ -398,6 +530,13 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 max_age_days=args.max_age_days,
                 late_coverage=args.late_coverage,
                 headline_margin=args.headline_margin,
+                mode=args.mode,
+                digest_at=args.digest_at,
+                timezone=args.timezone,
+                quiet_hours=args.quiet_hours,
+                breaking_quality=args.breaking_quality,
+                breaking_outlets=args.breaking_outlets,
+                mention=mention,
             )
             defaults = routing_defaults(config)
             ran_before = await state.backfill_ran(spec.platform, spec.channel, spec.topics)

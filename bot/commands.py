@@ -7,6 +7,8 @@ decide whether the caller may manage the channel, and render the reply.
 from __future__ import annotations
 
 import difflib
+import functools
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,7 +16,16 @@ from bot import validation
 from bot.articles import Article
 from bot.clock import Clock
 from bot.credentials import Blocked
+from bot.platforms.registry import check_mention
 from bot.routing import RoutingDefaults, Verdict, judge
+from bot.schedule_time import (
+    DEFAULT_DIGEST_AT,
+    DEFAULT_TIMEZONE,
+    DeliveryMode,
+    QuietHours,
+    format_time_of_day,
+    parse_time_of_day,
+)
 from bot.state import State
 from bot.subscriptions import Subscription, SubscriptionSource
 from bot.validation import MAX_NEWS_COUNT as MAX_NEWS_COUNT
@@ -62,6 +73,93 @@ class TopicsReply:
 
 class BadArgument(ValueError):
     """A user's argument is wrong; the message says what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """How a subscription made in chat delivers, as the command gave it (None: not given)."""
+
+    mode: str | None = None  # "instant", "hourly" or "daily"
+    digest_at: str | None = None  # HH:MM
+    timezone: str | None = None
+    quiet_hours: str | None = None  # HH:MM-HH:MM
+    mention: str | None = None  # a role or user group id, or the platform's mention of one
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedTiming:
+    mode: DeliveryMode
+    digest_at: str
+    timezone: str
+    quiet_hours: str | None
+    mention: str | None
+
+
+def _checked(value: str, check: Callable[[str], str], what: str) -> str:
+    try:
+        return check(value)
+    except validation.InvalidValue as exc:
+        raise BadArgument(f"{what} must be {exc.expected}; got {value!r}.") from None
+
+
+def check_timing(platform: str, timing: Timing) -> CheckedTiming:
+    """Each choice held to the one rule (bot/validation.py). A digest time given without a
+    mode means a daily digest at that time."""
+    mode = at = quiet = mention = None
+    zone_name = DEFAULT_TIMEZONE
+    if timing.mode:
+        mode = _checked(timing.mode.strip().casefold(), validation.delivery_mode, "The mode")
+    if timing.digest_at:
+        at = _checked(timing.digest_at, validation.time_of_day, "The digest time")
+    if timing.timezone:
+        zone_name = _checked(timing.timezone.strip(), validation.timezone, "The time zone")
+    if timing.quiet_hours:
+        quiet = _checked(timing.quiet_hours, validation.quiet_hours, "Quiet hours")
+    if timing.mention:
+        mention = _checked(
+            timing.mention, lambda value: check_mention(platform, value), "The mention"
+        )
+    if mode is None:
+        mode = "daily" if at is not None else "instant"
+    return CheckedTiming(
+        mode=DeliveryMode(mode),
+        digest_at=at or format_time_of_day(DEFAULT_DIGEST_AT),
+        timezone=zone_name,
+        quiet_hours=quiet,
+        mention=mention,
+    )
+
+
+@functools.cache
+def _zone_names() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def timezone_choices(prefix: str, limit: int = 25) -> list[str]:
+    """Autocomplete: IANA zone names containing `prefix` ("berl" -> Europe/Berlin), those
+    whose city starts with it first."""
+    wanted = prefix.casefold().strip().replace(" ", "_")
+    names = [n for n in _zone_names() if wanted in n.casefold()]
+    names.sort(key=lambda n: (not n.casefold().rsplit("/", 1)[-1].startswith(wanted), n))
+    return names[:limit]
+
+
+def describe_timing(sub: Subscription) -> str:
+    """How a chat reply says when the stories come."""
+    if sub.mode is DeliveryMode.DAILY:
+        text = f"in a daily digest at {format_time_of_day(sub.digest_at)} ({sub.timezone})"
+    elif sub.mode is DeliveryMode.HOURLY:
+        text = f"in an hourly digest at :{sub.digest_at.minute:02d} ({sub.timezone})"
+    else:
+        text = "as they come"
+    if sub.quiet_hours is not None:
+        text += (
+            f"; quiet hours {sub.quiet_hours} ({sub.timezone}) hold them, except breaking "
+            f"stories (quality {sub.breaking_quality:g}+ or {sub.breaking_outlets}+ outlets)"
+        )
+    if sub.mention is not None:
+        text += f"; breaking stories mention {sub.mention}"
+    return text
 
 
 def clean_topic(topic: str) -> str:
@@ -135,7 +233,8 @@ class Commands:
     async def news(
         self, topic: str, count: int = DEFAULT_NEWS_COUNT, min_quality: float | None = None
     ) -> NewsReply:
-        """The most recent articles for `topic` at or above the floor, newest first."""
+        """The most recent stories for `topic` at or above the floor, newest first: one each,
+        led by its best article, with the other outlets as its coverage."""
         try:
             topic = clean_topic(topic)
             count = check_count(count)
@@ -143,7 +242,7 @@ class Commands:
         except BadArgument as exc:
             return NewsReply(ok=False, text=str(exc))
         floor = self._defaults.min_quality if floor is None else floor
-        articles = await self._state.recent_articles(
+        articles = await self._state.recent_stories(
             topic, floor, self._defaults.include_unscored, count
         )
         if not articles:
@@ -159,13 +258,18 @@ class Commands:
         )
 
     async def subscribe(
-        self, caller: Caller, topic: str, min_quality: float | None = None
+        self,
+        caller: Caller,
+        topic: str,
+        min_quality: float | None = None,
+        timing: Timing | None = None,
     ) -> Reply:
         if not caller.can_manage:
             return Reply(ok=False, text=MANAGE_REFUSAL)
         try:
             topic = clean_topic(topic)
             floor = check_quality(min_quality)
+            chosen = check_timing(caller.platform, timing or Timing())
         except BadArgument as exc:
             return Reply(ok=False, text=str(exc))
         wanted = Subscription(
@@ -175,6 +279,11 @@ class Commands:
             topics=(topic,),
             min_quality=floor,
             source=SubscriptionSource.CHAT,
+            mode=chosen.mode,
+            digest_at=parse_time_of_day(chosen.digest_at),
+            timezone=chosen.timezone,
+            quiet_hours=QuietHours.parse(chosen.quiet_hours) if chosen.quiet_hours else None,
+            mention=chosen.mention,
         )
         now = self._clock.now()
         stored, created = await self._state.add_subscription(
@@ -193,7 +302,10 @@ class Commands:
             self._defaults.min_quality
         )
         verb = "Subscribed" if created else "Updated the subscription"
-        text = f"{verb}: new {topic} articles at quality {shown_floor:g}+ will be posted here."
+        text = (
+            f"{verb}: new {topic} articles at quality {shown_floor:g}+ will be posted here "
+            f"{describe_timing(stored)}."
+        )
         if resumed:
             text += " Posting here had been paused after an error; it is resumed."
         if missing is not None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot import validation
-from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES, PLATFORMS
+from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES, PLATFORMS, check_mention
 from bot.render.style import RenderStyle
 
 DEFAULT_MIN_QUALITY = 40.0
@@ -70,6 +70,13 @@ class SubscriptionSpec:
     max_age_days: float | None = None
     late_coverage: str = "edit"  # "edit", "thread" or "off": see bot.subscriptions.LateCoverage
     headline_margin: float = 20.0
+    mode: str = "instant"  # "instant", "hourly" or "daily": see bot.schedule_time
+    digest_at: str = "08:00"  # HH:MM, local to `timezone`
+    timezone: str = "UTC"  # an IANA name
+    quiet_hours: str | None = None  # "22:00-07:00", local to `timezone`
+    breaking_quality: float = validation.DEFAULT_BREAKING_QUALITY
+    breaking_outlets: int = validation.DEFAULT_BREAKING_OUTLETS
+    mention: str | None = None  # a role (Discord) or user group (Slack) id: see bot.breaking
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +284,8 @@ def _subscription(top: _Reader, table: Any, index: int) -> SubscriptionSpec | No
         {
             "platform", "channel", "topics", "min_quality", "include_unscored", "backfill",
             "providers_include", "providers_exclude", "keywords", "max_age_days",
-            "late_coverage", "headline_margin",
+            "late_coverage", "headline_margin", "mode", "digest_at", "timezone",
+            "quiet_hours", "breaking_quality", "breaking_outlets", "mention",
         }
     )
     platform = r.optional_string("platform", PLATFORM_NAMES)
@@ -303,6 +311,17 @@ def _subscription(top: _Reader, table: Any, index: int) -> SubscriptionSpec | No
         max_age_days=r.checked("max_age_days", None, validation.max_age_days),
         late_coverage=r.checked("late_coverage", "edit", validation.late_coverage),
         headline_margin=r.checked("headline_margin", 20.0, validation.headline_margin),
+        mode=r.checked("mode", "instant", validation.delivery_mode),
+        digest_at=r.checked("digest_at", "08:00", validation.time_of_day),
+        timezone=r.checked("timezone", "UTC", validation.timezone),
+        quiet_hours=r.checked("quiet_hours", None, validation.quiet_hours),
+        breaking_quality=r.checked(
+            "breaking_quality", validation.DEFAULT_BREAKING_QUALITY, validation.breaking_quality
+        ),
+        breaking_outlets=r.checked(
+            "breaking_outlets", validation.DEFAULT_BREAKING_OUTLETS, validation.breaking_outlets
+        ),
+        mention=r.checked("mention", None, lambda value: check_mention(platform, value)),
     )
 
 

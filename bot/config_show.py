@@ -75,6 +75,17 @@ def _subscription(spec: SubscriptionSpec) -> list[str]:
         else "# max_age_days: not set (the global max_age_days)",
         f"late_coverage = {toml_string(spec.late_coverage)}",
         f"headline_margin = {_number(spec.headline_margin)}",
+        f"mode = {toml_string(spec.mode)}",
+        f"digest_at = {toml_string(spec.digest_at)}",
+        f"timezone = {toml_string(spec.timezone)}",
+        f"quiet_hours = {toml_string(spec.quiet_hours)}"
+        if spec.quiet_hours is not None
+        else "# quiet_hours: not set (stories go at any hour)",
+        f"breaking_quality = {_number(spec.breaking_quality)}",
+        f"breaking_outlets = {spec.breaking_outlets}",
+        f"mention = {toml_string(spec.mention)}"
+        if spec.mention is not None
+        else "# mention: not set (breaking stories ping nobody)",
     ]
     return lines
 

@@ -204,17 +204,54 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscriptions ADD COLUMN late_coverage TEXT NOT NULL DEFAULT 'edit';
     ALTER TABLE subscriptions ADD COLUMN headline_margin REAL NOT NULL DEFAULT 20;
     """,
+    # Digests, quiet hours and breaking mentions (bot/schedule_time.py, bot/breaking.py). A
+    # digest subscription's stories are collected (`digest_items`, one per subscription and
+    # story, ever) under the outbox row of kind 'digest' that will list them: one row per
+    # subscription and digest time (`period_at`), due at that time, so the scheduler sends it
+    # like any row and a digest missed while the bot was down goes once when it is back. A
+    # post held by quiet hours is due when they end (`held_by` says why it waits); a breaking
+    # one carries the id it pings (`mention`).
+    """
+    ALTER TABLE subscriptions ADD COLUMN mode TEXT NOT NULL DEFAULT 'instant';
+    ALTER TABLE subscriptions ADD COLUMN digest_at TEXT NOT NULL DEFAULT '08:00';
+    ALTER TABLE subscriptions ADD COLUMN timezone TEXT NOT NULL DEFAULT 'UTC';
+    ALTER TABLE subscriptions ADD COLUMN quiet_hours TEXT;
+    ALTER TABLE subscriptions ADD COLUMN breaking_quality REAL NOT NULL DEFAULT 120;
+    ALTER TABLE subscriptions ADD COLUMN breaking_outlets INTEGER NOT NULL DEFAULT 4;
+    ALTER TABLE subscriptions ADD COLUMN mention TEXT;
+    ALTER TABLE deliveries ADD COLUMN period_at REAL;
+    ALTER TABLE deliveries ADD COLUMN mention TEXT;
+    ALTER TABLE deliveries ADD COLUMN held_by TEXT;
+    CREATE UNIQUE INDEX deliveries_one_digest ON deliveries (subscription_id, period_at)
+        WHERE kind = 'digest';
+    CREATE TABLE digest_items (
+        subscription_id INTEGER NOT NULL,
+        story_id INTEGER NOT NULL,
+        delivery_id INTEGER NOT NULL,
+        article_key TEXT NOT NULL,
+        added_at REAL NOT NULL,
+        PRIMARY KEY (subscription_id, story_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX digest_items_by_delivery ON digest_items (delivery_id);
+    CREATE INDEX digest_items_by_story ON digest_items (story_id);
+    """,
+    # Story placement finds earlier articles by publication time (articles_by_time) and
+    # compares their words in memory: the word index cost a first scan more than it saved.
+    """
+    DROP TABLE title_words;
+    """,
 )
 
 async def _story_data(db: aiosqlite.Connection) -> None:
     """Version 7: the title words and related URLs of every article already known, so that
-    what arrives after the upgrade can join those stories too."""
+    what arrives after the upgrade can join those stories too. (Its word index, dropped by
+    version 9, is left empty.)"""
     from bot.articles import article_from_dict
-    from bot.stories import candidate_words, story_urls, title_words
+    from bot.stories import story_urls, title_words
 
     async with db.execute("SELECT key, story_id, payload FROM articles") as cursor:
         rows = list(await cursor.fetchall())
-    words_rows, index_rows = [], []
+    words_rows = []
     url_rows = [(key, story_id) for key, story_id, _ in rows]
     for key, story_id, payload in rows:
         try:
@@ -224,13 +261,9 @@ async def _story_data(db: aiosqlite.Connection) -> None:
         words = title_words(article.title)
         words_rows.append((" ".join(words), key))
         url_rows += [(url, story_id) for url in story_urls(article)]
-        index_rows += [(word, key) for word in candidate_words(words)]
     await db.executemany("UPDATE articles SET title_words = ? WHERE key = ?", words_rows)
     await db.executemany(
         "INSERT OR IGNORE INTO story_urls (url, story_id) VALUES (?, ?)", url_rows
-    )
-    await db.executemany(
-        "INSERT OR IGNORE INTO title_words (word, article_key) VALUES (?, ?)", index_rows
     )
 
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.articles import Article
+from bot.breaking import story_facts
 from bot.clock import Clock
+from bot.digest import Digest, DigestStory, build_digest, pick_headline
 from bot.metrics import Metrics
 from bot.outbox import Delivery, DeliveryKind, Outbox
 from bot.platforms.base import (
@@ -158,6 +160,8 @@ class Deliverer:
         `before_request` is awaited right before the platform is asked (the scheduler's
         platform-wide pacing)."""
         notifier = self._notifiers[delivery.platform]
+        if delivery.kind is DeliveryKind.DIGEST:
+            return await self._attempt_digest(notifier, delivery, before_request)
         post = delivery if delivery.kind is DeliveryKind.POST else await self._outbox.post_of(
             delivery
         )
@@ -165,7 +169,9 @@ class Deliverer:
             await self._outbox.mark_failed(delivery.id, "its post is gone")
             return Attempt(Outcome.FAILED)
         if delivery.kind is DeliveryKind.RETRACT:
-            return await self._send(notifier, delivery, post, None, None, before_request)
+            return await self._send(
+                delivery, lambda: self._request(notifier, delivery, post, None), before_request
+            )
         view = await self._view(post)
         if view is None:
             await self._outbox.mark_failed(delivery.id, "the article is no longer in the state")
@@ -175,17 +181,63 @@ class Deliverer:
             # Nothing visible would change: no request.
             await self._outbox.mark_sent(delivery.id, post.message_ref)
             return Attempt(Outcome.UNCHANGED)
-        return await self._send(notifier, delivery, post, view, shown, before_request)
+        return await self._send(
+            delivery, lambda: self._request(notifier, delivery, post, view), before_request,
+            post, shown,
+        )
 
-    async def _send(
+    async def _attempt_digest(
         self,
         notifier: Notifier,
         delivery: Delivery,
-        post: Delivery,
-        view: Article | None,
-        shown: str | None,
         before_request: Callable[[], Awaitable[None]] | None,
     ) -> Attempt:
+        built = await self._digest(delivery)
+        if isinstance(built, str):
+            await self._outbox.mark_failed(delivery.id, built)
+            return Attempt(Outcome.FAILED)
+        digest, mention = built
+        return await self._send(
+            delivery,
+            lambda: notifier.send_digest(delivery.key, delivery.channel, digest, mention),
+            before_request,
+        )
+
+    async def _digest(self, delivery: Delivery) -> tuple[Digest, str | None] | str:
+        """The digest a row lists, and the id it pings (when it lists a breaking story and
+        its subscription names one); or why there is nothing to send."""
+        sub = (
+            await self._state.subscription(delivery.subscription_id)
+            if delivery.subscription_id is not None
+            else None
+        )
+        if sub is None:
+            return "its subscription is gone"
+        stories = []
+        for story_id, _ in await self._outbox.digest_items(delivery.id):
+            members = [article for article, _ in await self._members(story_id)]
+            if not members:
+                continue
+            headline = pick_headline(members)
+            facts = story_facts(members)
+            view = compose(headline, [a for a in members if a.key != headline.key])
+            stories.append(DigestStory(story_id, view, facts, sub.breaking.applies(facts)))
+        if not stories:
+            return "the stories it collected are no longer in the state"
+        period_at = delivery.period_at if delivery.period_at is not None else self._clock.time()
+        digest = build_digest(sub.mode, period_at, sub.timezone, stories)
+        return digest, sub.mention if digest.has_breaking else None
+
+    async def _send(
+        self,
+        delivery: Delivery,
+        request: Callable[[], Awaitable[SentRef]],
+        before_request: Callable[[], Awaitable[None]] | None,
+        post: Delivery | None = None,
+        shown: str | None = None,
+    ) -> Attempt:
+        """Claim the row, make its one request, and record what came of it. `post` and
+        `shown`: an edit's or a reply's post, and what the message shows after it."""
         attempt = delivery.attempts + 1
         if delivery.uncertain:
             found = await self._already_posted(delivery)
@@ -197,7 +249,7 @@ class Deliverer:
             await before_request()
         started = self._clock.monotonic()
         try:
-            ref = await self._request(notifier, delivery, post, view)
+            ref = await request()
         except TransientError as exc:
             self._observe(delivery, "rate_limited" if exc.rate_limited else "retry", started)
             return await self._retry(delivery, attempt, exc, started)
@@ -213,9 +265,9 @@ class Deliverer:
                 f"unexpected {type(exc).__name__} from the notifier", maybe_sent=True
             )
             return await self._retry(delivery, attempt, unexpected, started)
-        if delivery.kind is DeliveryKind.REPLY:
+        if post is not None and delivery.kind is DeliveryKind.REPLY:
             await self._outbox.record_shown(post.id, post.shown_hash or "", ref.thread_ref)
-        elif delivery.kind is DeliveryKind.EDIT and shown is not None:
+        elif post is not None and delivery.kind is DeliveryKind.EDIT and shown is not None:
             await self._outbox.record_shown(post.id, shown)
         return await self._sent(delivery, attempt, ref, started, shown)
 
@@ -227,10 +279,10 @@ class Deliverer:
             return await notifier.retract(delivery.channel, post.message_ref)
         assert view is not None
         if delivery.kind is DeliveryKind.POST:
-            return await notifier.send(delivery.key, delivery.channel, view)
+            return await notifier.send(delivery.key, delivery.channel, view, post.mention)
         assert post.message_ref is not None
         if delivery.kind is DeliveryKind.EDIT:
-            return await notifier.edit(delivery.channel, post.message_ref, view)
+            return await notifier.edit(delivery.channel, post.message_ref, view, post.mention)
         article = next(
             (a for a, _ in await self._members(post.story_id) if a.key == delivery.article_key),
             None,

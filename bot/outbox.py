@@ -1,12 +1,17 @@
 """The delivery outbox, written in the same transaction as the routing that decided it, then
-moved through its states by delivery. A row is one of three kinds:
+moved through its states by delivery. A row is one of these kinds:
 
 - a **post**: a story in a channel, once (unique per platform, channel and story);
 - an **edit** of a post, when coverage arrives late or an article changes (at most one waiting
   per post: whatever it shows is rendered when it goes);
 - a **reply** in a post's thread, one per late article (`late_coverage = "thread"`);
 - a **retraction** of a post, when an article shows that two stories a channel got are one:
-  the younger post is withdrawn and the older one edited, so the channel keeps one post.
+  the younger post is withdrawn and the older one edited, so the channel keeps one post;
+- a **digest**: the top stories a digest subscription collected, due at its digest time (one
+  per subscription and time; bot/digest_store.py).
+
+A post routed during its subscription's quiet hours is due when they end (`held_by`), unless
+its story is breaking; a breaking post carries the id it pings (`mention`).
 
     pending ──> sending ──> sent
        ^           │
@@ -19,16 +24,21 @@ at start-up was interrupted and is resolved before any resend (docs/reliability.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 import aiosqlite
 
-from bot.articles import Article
+from bot.articles import Article, article_from_dict
+from bot.breaking import StoryFacts, story_facts
 from bot.clock import Clock
 from bot.database import Database
+from bot.digest_store import collect, merge_digest_items
+from bot.schedule_time import quiet_until
 from bot.subscriptions import LateCoverage, Subscription
 
 
@@ -45,6 +55,10 @@ class DeliveryKind(StrEnum):
     EDIT = "edit"
     REPLY = "reply"
     RETRACT = "retract"  # the post's story joined an older one this channel has: withdraw it
+    DIGEST = "digest"  # a digest subscription's top stories, due at its digest time
+
+
+HELD_BY_QUIET_HOURS = "quiet_hours"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +82,18 @@ class Delivery:
     shown_hash: str | None = None  # a post: what its message shows now
     thread_ref: str | None = None  # a post: the thread its replies go to, once there is one
     posted_at: float | None = None
+    period_at: float | None = None  # a digest: the digest time it is for
+    mention: str | None = None  # a post or digest: the role or group it pings
+    held_by: str | None = None  # a post: why it waits beyond routing (quiet hours)
 
     @property
     def key(self) -> str:
         """The delivery's identity, stable across retries and restarts (a post's is the same
-        as before stories: platform, channel and the article that brought the story)."""
+        as before stories: platform, channel and the article that brought the story; a
+        digest's: its subscription and digest time)."""
+        if self.kind is DeliveryKind.DIGEST:
+            period = int(self.period_at or 0)
+            return f"{self.platform}:{self.channel}:digest:{self.subscription_id}:{period}"
         base = f"{self.platform}:{self.channel}:{self.article_key}"
         if self.kind is DeliveryKind.POST:
             return base
@@ -94,24 +115,66 @@ def sort_time(article: Article, now: float) -> float:
     return article.published_at.timestamp() if article.published_at else now
 
 
+@dataclass(frozen=True, slots=True)
+class PostTiming:
+    """When a new post may go, and whom it pings."""
+
+    due_at: float
+    breaking: bool = False
+    mention: str | None = None
+    held_by: str | None = None
+
+
+def post_timing(sub: Subscription, facts: StoryFacts | None, now: float) -> PostTiming:
+    """A post goes now, unless quiet hours hold it until they end; a breaking story (`facts`,
+    needed only when the subscription has quiet hours or a mention) goes now whatever the
+    hour, pinging the subscription's mention."""
+    if facts is not None and sub.breaking.applies(facts):
+        return PostTiming(now, breaking=True, mention=sub.mention)
+    held = quiet_until(sub.quiet_hours, sub.timezone, datetime.fromtimestamp(now, UTC))
+    if held is None:
+        return PostTiming(now)
+    return PostTiming(held.timestamp(), held_by=HELD_BY_QUIET_HOURS)
+
+
+def _needs_facts(sub: Subscription) -> bool:
+    return sub.quiet_hours is not None or sub.mention is not None
+
+
+async def _story_facts(db: aiosqlite.Connection, story_id: int) -> StoryFacts:
+    async with db.execute("SELECT payload FROM articles WHERE story_id = ?", (story_id,)) as cur:
+        rows = await cur.fetchall()
+    return story_facts(article_from_dict(json.loads(row[0])) for row in rows)
+
+
 async def enqueue(
     db: aiosqlite.Connection,
     rows: Sequence[tuple[Article, int, Subscription]],
     now: float,
     late: bool = True,
 ) -> int:
-    """Posts for (article, story, subscription) triples, inside the caller's transaction;
-    returns how many are new. A channel that has the story already gets its late coverage
-    instead (`late=False`: nothing, as for a backfill)."""
+    """Posts for (article, story, subscription) triples, inside the caller's transaction (or,
+    for a digest subscription, the story collected for its next digest); returns how many are
+    new. A channel that has the story already gets its late coverage instead (`late=False`:
+    nothing, as for a backfill)."""
     created = 0
+    facts: dict[int, StoryFacts] = {}  # a fan-out asks about the same story for each channel
     for article, story_id, sub in rows:
+        if sub.schedule.is_digest:
+            created += await collect(db, sub, story_id, article.key, now)
+            continue
+        if _needs_facts(sub) and story_id not in facts:
+            facts[story_id] = await _story_facts(db, story_id)
+        timing = post_timing(sub, facts.get(story_id), now)
         cursor = await db.execute(
             "INSERT OR IGNORE INTO deliveries (platform, channel, story_id, kind, article_key, "
             "headline_key, subscription_id, state, attempts, next_attempt_at, created_at, "
-            "updated_at, sort_at) VALUES (?, ?, ?, 'post', ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            "updated_at, sort_at, mention, held_by) "
+            "VALUES (?, ?, ?, 'post', ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
             (
                 sub.platform, sub.channel, story_id, article.key, article.key, sub.id,
-                DeliveryState.PENDING, now, now, now, sort_time(article, now),
+                DeliveryState.PENDING, timing.due_at, now, now, sort_time(article, now),
+                timing.mention, timing.held_by,
             ),
         )
         if cursor.rowcount > 0:
@@ -127,15 +190,19 @@ async def _cover_late(
     """An article joined a story this channel already has: maybe a better headline, then an
     edit or a reply, as the subscription asks (a post not sent yet shows it when it goes)."""
     async with db.execute(
-        "SELECT d.id, d.state, a.quality FROM deliveries d "
+        "SELECT d.id, d.state, a.quality, d.mention FROM deliveries d "
         "LEFT JOIN articles a ON a.key = d.headline_key "
         "WHERE d.platform = ? AND d.channel = ? AND d.story_id = ? AND d.kind = 'post'",
         (sub.platform, sub.channel, story_id),
     ) as cursor:
         row = await cursor.fetchone()
-    if row is None or sub.late_coverage is LateCoverage.OFF:
+    if row is None:
         return
-    post_id, state, headline_quality = row
+    post_id, state, headline_quality, mention = row
+    if state == DeliveryState.PENDING and mention is None and _needs_facts(sub):
+        await _break_through(db, post_id, story_id, sub, now)
+    if sub.late_coverage is LateCoverage.OFF:
+        return
     if (
         sub.late_coverage is LateCoverage.EDIT
         and article.quality is not None
@@ -148,6 +215,23 @@ async def _cover_late(
         return
     kind = DeliveryKind.EDIT if sub.late_coverage is LateCoverage.EDIT else DeliveryKind.REPLY
     await _follow_up(db, post_id, kind, article, now)
+
+
+async def _break_through(
+    db: aiosqlite.Connection, post_id: int, story_id: int, sub: Subscription, now: float
+) -> None:
+    """A post not sent yet whose story has just become breaking (a high-quality article, or
+    one outlet too many, joined it): it goes now, held by quiet hours or not, with its ping."""
+    timing = post_timing(sub, await _story_facts(db, story_id), now)
+    if not timing.breaking:
+        return
+    # Only a quiet-hours hold is lifted: a wait the platform asked for (a retry, a 429) stays.
+    await db.execute(
+        "UPDATE deliveries SET mention = ?, next_attempt_at = CASE "
+        "WHEN held_by IS NOT NULL AND attempts = 0 THEN MIN(next_attempt_at, ?) "
+        "ELSE next_attempt_at END, held_by = NULL WHERE id = ?",
+        (timing.mention, now, post_id),
+    )
 
 
 async def _follow_up(
@@ -184,6 +268,7 @@ async def merge_posts(
         (survivor, absorbed),
     ) as cursor:
         pairs = list(await cursor.fetchall())
+    await merge_digest_items(db, absorbed, survivor)
     for post_id, state, kept_id, kept_state in pairs:
         if kept_id is None:
             await db.execute(
@@ -239,6 +324,9 @@ def _delivery(row: aiosqlite.Row) -> Delivery:
         shown_hash=row["shown_hash"],
         thread_ref=row["thread_ref"],
         posted_at=row["posted_at"],
+        period_at=row["period_at"],
+        mention=row["mention"],
+        held_by=row["held_by"],
     )
 
 
@@ -320,13 +408,26 @@ class Outbox:
         return {(r["platform"], DeliveryState(r["state"])): r["n"] for r in rows}
 
     async def oldest_pending_since(self) -> float | None:
-        """When the oldest row still waiting was queued (wall clock), or None."""
+        """Since when the oldest row still waiting has been due (wall clock), or None: when it
+        was queued, or, for a digest or a post held by quiet hours, the time it waited for (a
+        digest collecting until tomorrow is not a delivery running late)."""
         rows = await self._database.fetchall(
-            "SELECT MIN(created_at) AS t FROM deliveries WHERE state IN (?, ?)",
+            "SELECT MIN(CASE WHEN kind = 'digest' THEN period_at "
+            "WHEN held_by IS NOT NULL AND attempts = 0 THEN next_attempt_at "
+            "ELSE created_at END) AS t FROM deliveries WHERE state IN (?, ?)",
             (DeliveryState.PENDING, DeliveryState.SENDING),
         )
         value = rows[0]["t"]
         return None if value is None else float(value)
+
+    async def digest_items(self, digest_id: int) -> list[tuple[int, str]]:
+        """(story id, the article that brought it) of each story a digest lists."""
+        rows = await self._database.fetchall(
+            "SELECT story_id, article_key FROM digest_items WHERE delivery_id = ? "
+            "ORDER BY added_at, story_id",
+            (digest_id,),
+        )
+        return [(int(r["story_id"]), str(r["article_key"])) for r in rows]
 
     async def rows_for(self, platform: str, channel: str) -> list[Delivery]:
         rows = await self._database.fetchall(
@@ -368,7 +469,8 @@ class Outbox:
             delivery_id,
             "state = ?, message_ref = ?, last_error = NULL, uncertain = 0, "
             "shown_hash = COALESCE(?, shown_hash), "
-            "posted_at = CASE WHEN kind = 'post' THEN COALESCE(posted_at, ?) ELSE posted_at END",
+            "posted_at = CASE WHEN kind IN ('post', 'digest') THEN COALESCE(posted_at, ?) "
+            "ELSE posted_at END",
             (DeliveryState.SENT, message_ref, shown_hash, self._clock.time()),
         )
 
@@ -380,6 +482,34 @@ class Outbox:
             "SELECT * FROM deliveries WHERE id = ?", (delivery.post_id,)
         )
         return _delivery(rows[0]) if rows else None
+
+    async def post_for(self, platform: str, channel: str, story_id: int) -> Delivery | None:
+        """The channel's post of a story, if it has one."""
+        rows = await self._database.fetchall(
+            "SELECT * FROM deliveries WHERE platform = ? AND channel = ? AND story_id = ? "
+            "AND kind = 'post'",
+            (platform, channel, story_id),
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def digest_listing(self, subscription_id: int, story_id: int) -> Delivery | None:
+        """The digest row that lists (or will list) a story for a digest subscription."""
+        rows = await self._database.fetchall(
+            "SELECT d.* FROM digest_items i JOIN deliveries d ON d.id = i.delivery_id "
+            "WHERE i.subscription_id = ? AND i.story_id = ?",
+            (subscription_id, story_id),
+        )
+        return _delivery(rows[0]) if rows else None
+
+    async def follow_ups(self, post_id: int, article_key: str | None = None) -> list[Delivery]:
+        """The edits, replies and retraction of a post (those about one article, if given)."""
+        sql = "SELECT * FROM deliveries WHERE post_id = ?"
+        params: list[Any] = [post_id]
+        if article_key is not None:
+            sql += " AND article_key = ?"
+            params.append(article_key)
+        rows = await self._database.fetchall(sql + " ORDER BY id", params)
+        return [_delivery(r) for r in rows]
 
     async def record_shown(
         self, post_id: int, shown_hash: str, thread_ref: str | None = None

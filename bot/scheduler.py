@@ -33,8 +33,8 @@ from typing import Protocol
 
 from bot.clock import Clock
 from bot.delivery import Attempt, Deliverer, Outcome
-from bot.outbox import ChannelBacklog, Delivery, DeliveryState, Outbox
-from bot.pacing import Pacer
+from bot.outbox import ChannelBacklog, Delivery, DeliveryKind, DeliveryState, Outbox
+from bot.pacing import POST, Pacer
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,12 @@ PRUNE_EVERY_SENDS = 500
 GATE_DEPTH = 2
 # After the database failed between sends.
 ERROR_PAUSE_S = 1.0
+
+
+def request_route(row: Delivery) -> str:
+    """The rate-limit route a row's request uses: a digest is a message posted to the channel,
+    like a post; edits and replies have their own."""
+    return POST if row.kind is DeliveryKind.DIGEST else str(row.kind)
 
 
 class Timer(Protocol):
@@ -306,7 +312,7 @@ class Lane:
             queue = self._queues[channel]
             now = self._clock.monotonic()
         # The next row's request (a post, an edit, a reply) is what its bucket must allow.
-        route = str(queue[0].kind)
+        route = request_route(queue[0])
         channel_at = self.pacer.channel_ready_at(channel, now, route)
         if channel_at > now:
             self._waiting.push(channel_at, next(self._seq), channel)
@@ -334,7 +340,7 @@ class Lane:
                 self._queues.pop(channel, None)
                 self._place(channel, self._clock.monotonic() + ERROR_PAUSE_S)
                 return
-            await self._after(channel, attempt, str(row.kind))
+            await self._after(channel, attempt, request_route(row))
         except Exception:
             log.exception("could not read the next rows of %s:%s", self.platform, channel)
             self._queues.pop(channel, None)
@@ -387,7 +393,7 @@ class Lane:
         elif not self._queues.get(channel) and not await self._refill(channel):
             return  # nothing due now: `_refill` put it to wait for its next row, or retired it
         queue = self._queues.get(channel)
-        route = str(queue[0].kind) if queue else route
+        route = request_route(queue[0]) if queue else route
         self._place(channel, self.pacer.channel_ready_at(channel, self._clock.monotonic(), route))
 
     def _prune(self, now: float) -> None:

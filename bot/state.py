@@ -19,11 +19,13 @@ from bot.articles import Article, article_from_dict
 from bot.carriers import Carriers, Take
 from bot.clock import Clock
 from bot.database import MIGRATIONS, Database, StateError
+from bot.digest_store import drop_open_digests, reschedule_open_digest
 from bot.outbox import Delivery, DeliveryState, Outbox, correct, enqueue
 from bot.routing import Routing
+from bot.schedule_time import DeliveryMode, QuietHours, format_time_of_day, parse_time_of_day
 from bot.store import FileOutcome, FileStamp
 from bot.stored_article import StoredArticle, stored_article
-from bot.stories import Newcomer, candidate_words, story_urls
+from bot.stories import Newcomer, compose, story_urls
 from bot.story_store import place_articles
 from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource, topics_key
 
@@ -316,15 +318,21 @@ class State:
         )
         changed = [(a.key,) for a in articles if a.key not in fresh]
         await db.executemany("DELETE FROM article_topics WHERE article_key = ?", changed)
-        await db.executemany("DELETE FROM title_words WHERE article_key = ?", changed)
         await db.executemany(
             "INSERT OR IGNORE INTO article_topics (article_key, folded, topic) VALUES (?, ?, ?)",
             [(a.key, t.casefold(), t) for a in articles for t in a.topics],
         )
-        await db.executemany(
-            "INSERT OR IGNORE INTO title_words (word, article_key) VALUES (?, ?)",
-            [(word, a.key) for a in articles for word in candidate_words(a.words)],
+
+    async def story_of(self, key: str) -> int | None:
+        """The story an article (by key) or a URL its story names (related coverage) is in;
+        None when the bot has not seen it."""
+        rows = await self._database.fetchall(
+            "SELECT story_id FROM articles WHERE key = ? UNION ALL "
+            "SELECT story_id FROM story_urls WHERE url = ?",
+            (key, key),
         )
+        found = [r["story_id"] for r in rows if r["story_id"] is not None]
+        return int(found[0]) if found else None
 
     async def late_coverage_of(self, subscription_id: int | None) -> LateCoverage:
         """How this subscription shows late coverage (edit, when it is gone)."""
@@ -365,12 +373,42 @@ class State:
         limit: int,
     ) -> list[Article]:
         """Newest first; `topic` case-insensitive; unscored ones only when asked for."""
+        return [a for a, _ in await self._matching(topic, min_quality, include_unscored, limit)]
+
+    async def recent_stories(
+        self,
+        topic: str | None,
+        min_quality: float | None,
+        include_unscored: bool,
+        limit: int,
+    ) -> list[Article]:
+        """The stories of the most recent matching articles, newest first, one each: its best
+        article as the headline and the others as its coverage (so a listing can say how many
+        outlets told it)."""
+        stories: dict[int, None] = {}  # in order of their newest matching article
+        # Enough matching articles to find `limit` distinct stories in all but odd stores.
+        matching = await self._matching(topic, min_quality, include_unscored, limit * 10)
+        for _, story_id in matching:
+            if story_id is not None:
+                stories.setdefault(story_id, None)
+            if len(stories) >= limit:
+                break
+        views = []
+        for story_id in stories:
+            members = await self.story_articles(story_id)
+            if not members:
+                continue
+            best = max(members, key=lambda a: (a.quality is not None, a.quality or 0.0))
+            views.append(compose(best, [a for a in members if a.key != best.key]))
+        return views
+
+    async def _matching(
+        self, topic: str | None, min_quality: float | None, include_unscored: bool, limit: int
+    ) -> list[tuple[Article, int | None]]:
         where = []
         params: list[Any] = []
         if topic:
-            where.append(
-                "key IN (SELECT article_key FROM article_topics WHERE folded = ?)"
-            )
+            where.append("key IN (SELECT article_key FROM article_topics WHERE folded = ?)")
             params.append(topic.casefold())
         quality_clause = "quality >= ?" if min_quality is not None else "quality IS NOT NULL"
         if min_quality is not None:
@@ -378,11 +416,11 @@ class State:
         where.append(f"({quality_clause}{' OR quality IS NULL' if include_unscored else ''})")
         params.append(limit)
         rows = await self._database.fetchall(
-            f"SELECT payload FROM articles WHERE {' AND '.join(where)} "
+            f"SELECT payload, story_id FROM articles WHERE {' AND '.join(where)} "
             "ORDER BY published_at DESC, first_seen_at DESC LIMIT ?",
             params,
         )
-        return [article_from_dict(json.loads(r["payload"])) for r in rows]
+        return [(article_from_dict(json.loads(r["payload"])), r["story_id"]) for r in rows]
 
     async def topic_counts(self) -> list[tuple[str, int]]:
         rows = await self._database.fetchall(
@@ -404,6 +442,7 @@ class State:
     @staticmethod
     def _subscription(row: aiosqlite.Row) -> Subscription:
         include = row["include_unscored"]
+        quiet = row["quiet_hours"]
         return Subscription(
             id=row["id"],
             platform=row["platform"],
@@ -417,6 +456,13 @@ class State:
             max_age_days=row["max_age_days"],
             late_coverage=LateCoverage(row["late_coverage"]),
             headline_margin=row["headline_margin"],
+            mode=DeliveryMode(row["mode"]),
+            digest_at=parse_time_of_day(row["digest_at"]),
+            timezone=row["timezone"],
+            quiet_hours=QuietHours.parse(quiet) if quiet else None,
+            breaking_quality=row["breaking_quality"],
+            breaking_outlets=row["breaking_outlets"],
+            mention=row["mention"],
             backfill=row["backfill"],
             source=SubscriptionSource(row["source"]),
             created_at=row["created_at"],
@@ -480,12 +526,21 @@ class State:
                 sub.backfill,
                 str(sub.late_coverage),
                 sub.headline_margin,
+                str(sub.mode),
+                format_time_of_day(sub.digest_at),
+                sub.timezone,
+                None if sub.quiet_hours is None else str(sub.quiet_hours),
+                sub.breaking_quality,
+                sub.breaking_outlets,
+                sub.mention,
             )
             if existing is not None:
                 await db.execute(
                     "UPDATE subscriptions SET topics = ?, min_quality = ?, include_unscored = ?, "
                     "providers_include = ?, providers_exclude = ?, keywords = ?, "
-                    "max_age_days = ?, backfill = ?, late_coverage = ?, headline_margin = ? "
+                    "max_age_days = ?, backfill = ?, late_coverage = ?, headline_margin = ?, "
+                    "mode = ?, digest_at = ?, timezone = ?, quiet_hours = ?, "
+                    "breaking_quality = ?, breaking_outlets = ?, mention = ? "
                     "WHERE id = ?",
                     (*values, existing[0]),
                 )
@@ -494,9 +549,10 @@ class State:
                 cursor = await db.execute(
                     "INSERT INTO subscriptions (topics, min_quality, include_unscored, "
                     "providers_include, providers_exclude, keywords, max_age_days, backfill, "
-                    "late_coverage, headline_margin, "
+                    "late_coverage, headline_margin, mode, digest_at, timezone, quiet_hours, "
+                    "breaking_quality, breaking_outlets, mention, "
                     "platform, channel, topics_key, source, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*values, sub.platform, sub.channel, key, sub.source, now),
                 )
                 sub_id, created = int(cursor.lastrowid or 0), True
@@ -504,6 +560,9 @@ class State:
                 row = await cur.fetchone()
             assert row is not None
             stored = self._subscription(row)
+            if not created:
+                # A changed digest time or zone: the digest now collecting goes at the new one.
+                await reschedule_open_digest(db, stored, now)
             if created and stored.backfill > 0 and route is not None:
                 # Once per channel and topics, ever (a row says it ran, even if it took none).
                 cursor = await db.execute(
@@ -595,6 +654,8 @@ class State:
         if row is None:
             return False
         await db.execute("DELETE FROM subscriptions WHERE id = ?", (sub_id,))
+        # Its digest still collecting is nobody's now (one that went out stays recorded).
+        await drop_open_digests(db, sub_id)
         async with db.execute(
             "SELECT 1 FROM subscriptions WHERE platform = ? AND channel = ?", (row[0], row[1])
         ) as cur:
@@ -680,9 +741,12 @@ class State:
                 (platform, channel),
             )
             await db.execute(
-                "UPDATE deliveries SET state = ?, next_attempt_at = ?, updated_at = ? "
-                "WHERE platform = ? AND channel = ? AND state = ?",
-                (DeliveryState.PENDING, now, now, platform, channel, DeliveryState.PARKED),
+                # A digest, or a post held by quiet hours, still waits for its time.
+                "UPDATE deliveries SET state = ?, next_attempt_at = CASE WHEN kind = 'digest' "
+                "OR (held_by IS NOT NULL AND attempts = 0) THEN MAX(next_attempt_at, ?) "
+                "ELSE ? END, "
+                "updated_at = ? WHERE platform = ? AND channel = ? AND state = ?",
+                (DeliveryState.PENDING, now, now, now, platform, channel, DeliveryState.PARKED),
             )
             return cursor.rowcount
 

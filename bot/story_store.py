@@ -73,27 +73,38 @@ async def _url_stories(db: aiosqlite.Connection, urls: Sequence[str]) -> dict[st
     return found
 
 
+def _time_ranges(newcomers: Sequence[Newcomer]) -> list[tuple[float, float]]:
+    """The publication times a newcomer's title can match within: each newcomer's window,
+    overlapping windows joined (a batch spread over months reads a few ranges, not all)."""
+    ranges: list[tuple[float, float]] = []
+    for published_s in sorted(n.published_s for n in newcomers):
+        low, high = published_s - TITLE_WINDOW_S, published_s + TITLE_WINDOW_S
+        if ranges and low <= ranges[-1][1]:
+            ranges[-1] = (ranges[-1][0], high)
+        else:
+            ranges.append((low, high))
+    return ranges
+
+
 async def _known_near(db: aiosqlite.Connection, newcomers: Sequence[Newcomer]) -> list[Known]:
-    """Articles already placed that could match a newcomer's title: sharing one of its
-    candidate words, published within the window of the newcomers."""
-    words = sorted({w for n in newcomers for w in candidate_words(n.words)})
+    """Articles already placed that could match a newcomer's title: published within its
+    window and sharing one of its candidate words (compared here, not indexed: the window
+    holds a few days of articles)."""
+    words = {w for n in newcomers for w in candidate_words(n.words)}
     if not words or not await _any_placed(db):
         return []
-    earliest = min(n.published_s for n in newcomers) - TITLE_WINDOW_S
-    latest = max(n.published_s for n in newcomers) + TITLE_WINDOW_S
     skip = {n.key for n in newcomers}
     known: dict[str, Known] = {}
-    for chunk in _chunks(words):
-        marks = ",".join("?" * len(chunk))
+    for low, high in _time_ranges(newcomers):
         async with db.execute(
-            "SELECT DISTINCT a.key, a.story_id, a.published_s, a.title_words FROM title_words t "
-            f"JOIN articles a ON a.key = t.article_key WHERE t.word IN ({marks}) "
-            "AND a.published_s BETWEEN ? AND ? AND a.story_id IS NOT NULL",
-            (*chunk, earliest, latest),
+            "SELECT key, story_id, published_s, title_words FROM articles "
+            "WHERE published_s BETWEEN ? AND ? AND story_id IS NOT NULL",
+            (low, high),
         ) as cursor:
             for key, story_id, published_s, title in await cursor.fetchall():
-                if key not in skip:
-                    known[key] = Known(key, story_id, published_s, tuple(title.split()))
+                title_words = tuple(title.split())
+                if key not in skip and words.intersection(title_words):
+                    known[key] = Known(key, story_id, published_s, title_words)
     return list(known.values())
 
 

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import time
 from enum import StrEnum
+
+from bot.breaking import BreakingRule
+from bot.schedule_time import (
+    DEFAULT_DIGEST_AT,
+    DEFAULT_TIMEZONE,
+    DeliveryMode,
+    QuietHours,
+    Schedule,
+    format_time_of_day,
+)
+from bot.validation import DEFAULT_BREAKING_OUTLETS, DEFAULT_BREAKING_QUALITY
 
 
 class LateCoverage(StrEnum):
@@ -52,10 +64,25 @@ class Subscription:
     late_coverage: LateCoverage = LateCoverage.EDIT
     # A late article whose quality beats the headline's by this much becomes the headline.
     headline_margin: float = DEFAULT_HEADLINE_MARGIN
+    mode: DeliveryMode = DeliveryMode.INSTANT
+    digest_at: time = DEFAULT_DIGEST_AT  # daily: the time; hourly: its minute, each hour
+    timezone: str = DEFAULT_TIMEZONE  # of digest_at and quiet_hours
+    quiet_hours: QuietHours | None = None
+    breaking_quality: float = DEFAULT_BREAKING_QUALITY
+    breaking_outlets: int = DEFAULT_BREAKING_OUTLETS
+    mention: str | None = None  # a role or user group id, pinged for breaking stories
 
     @property
     def is_parked(self) -> bool:
         return self.parked_reason is not None
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.mode, self.digest_at, self.timezone, self.quiet_hours)
+
+    @property
+    def breaking(self) -> BreakingRule:
+        return BreakingRule(self.breaking_quality, self.breaking_outlets)
 
     def describe(self, global_floor: float | None = None) -> str:
         """`slack:C1 — AI; quality ≥ 60; keywords: model; made in chat`: the target, then every
@@ -88,10 +115,41 @@ class Subscription:
             parts.append(f"late coverage: {self.late_coverage}")
         if self.headline_margin != DEFAULT_HEADLINE_MARGIN:
             parts.append(f"a new headline when {self.headline_margin:g} points better")
+        parts.extend(self._describe_timing())
         parts.append(_MADE[self.source])
         if self.parked_reason:
             parts.append(f"paused: {self.parked_reason}")
         return "; ".join(parts)
+
+
+    def _describe_timing(self) -> list[str]:
+        """Digests, quiet hours, what is breaking and who it pings: each setting that is set
+        (the breaking rule whenever something depends on it)."""
+        parts = []
+        at = format_time_of_day(self.digest_at)
+        if self.mode is DeliveryMode.DAILY:
+            parts.append(f"daily digest at {at} {self.timezone}")
+        elif self.mode is DeliveryMode.HOURLY:
+            parts.append(f"hourly digest at :{at[-2:]} past each hour ({self.timezone})")
+        if self.quiet_hours is not None:
+            parts.append(f"quiet hours {self.quiet_hours} {self.timezone}")
+        if self.mode is DeliveryMode.INSTANT and self.quiet_hours is None and (
+            self.timezone != DEFAULT_TIMEZONE or self.digest_at != DEFAULT_DIGEST_AT
+        ):
+            parts.append(f"digest time {at} {self.timezone} (used in digest mode)")
+        if (
+            self.quiet_hours is not None
+            or self.mention is not None
+            or self.breaking_quality != DEFAULT_BREAKING_QUALITY
+            or self.breaking_outlets != DEFAULT_BREAKING_OUTLETS
+        ):
+            parts.append(
+                f"breaking: quality ≥ {self.breaking_quality:g} or "
+                f"{self.breaking_outlets}+ outlets"
+            )
+        if self.mention is not None:
+            parts.append(f"mentions {self.mention} for breaking stories")
+        return parts
 
 
 def topics_key(topics: tuple[str, ...]) -> str:

@@ -15,6 +15,7 @@ from bot.config import Config, SubscriptionSpec
 from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY, STOPPED_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
+from bot.schedule_time import DeliveryMode, QuietHours, parse_time_of_day
 from bot.scheduler import Leftover, Scheduler
 from bot.state import IngestReport, RouteFn, State
 from bot.store import (
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 _BASELINE_KEY = "store_baseline_done"
 StoredResult = FileOutcome[StoredArticle] | Unsettled
+# Files recorded per transaction by a first scan (later scans record each parsed batch).
+_BASELINE_TRANSACTION = 2000
 # How long a graceful stop waits for sends in flight before leaving them `sending` (safe: they
 # are resolved at the next start).
 STOP_GRACE_S = 8.0
@@ -103,6 +106,13 @@ def subscription_from_spec(spec: SubscriptionSpec, source: SubscriptionSource) -
         source=source,
         late_coverage=LateCoverage(spec.late_coverage),
         headline_margin=spec.headline_margin,
+        mode=DeliveryMode(spec.mode),
+        digest_at=parse_time_of_day(spec.digest_at),
+        timezone=spec.timezone,
+        quiet_hours=QuietHours.parse(spec.quiet_hours) if spec.quiet_hours else None,
+        breaking_quality=spec.breaking_quality,
+        breaking_outlets=spec.breaking_outlets,
+        mention=spec.mention,
     )
 
 
@@ -247,15 +257,10 @@ class Worker:
             transform=to_stored,
         )
         unplaced: list[Newcomer] = []
-        stopped = False
-        while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-            if self._stop is not None and self._stop.is_set():
-                stopped = True
-                await asyncio.to_thread(batches.close)  # shuts the parser pool down
-                break
-            outcomes = [r for r in batch if isinstance(r, FileOutcome)]
-            summary.unsettled += len(batch) - len(outcomes)
-            summary.parsed += len(outcomes)
+        waiting: list[FileOutcome[StoredArticle]] = []
+        recording: asyncio.Task[None] | None = None
+
+        async def record(outcomes: list[FileOutcome[StoredArticle]]) -> None:
             # A first scan posts nothing, so its stories can wait for its end: one placement
             # over the whole store instead of one per batch against all the batches before.
             report = await self._state.record_stored(
@@ -263,6 +268,34 @@ class Worker:
             )
             unplaced.extend(report.unplaced)
             self._recorded(outcomes, report, summary)
+
+        async def flush() -> None:
+            # One transaction at a time, in order, while the pool parses the next files.
+            nonlocal recording
+            if recording is not None:
+                await recording
+            recording = asyncio.create_task(record(list(waiting))) if waiting else None
+            waiting.clear()
+
+        stopped = False
+        try:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                if self._stop is not None and self._stop.is_set():
+                    stopped = True
+                    await asyncio.to_thread(batches.close)  # shuts the parser pool down
+                    break
+                outcomes = [r for r in batch if isinstance(r, FileOutcome)]
+                summary.unsettled += len(batch) - len(outcomes)
+                summary.parsed += len(outcomes)
+                waiting.extend(outcomes)
+                # Each transaction waits for the disk; a first scan, which posts nothing,
+                # writes in fewer, larger ones.
+                if len(waiting) >= (_BASELINE_TRANSACTION if baseline else 1):
+                    await flush()
+            await flush()
+        finally:
+            if recording is not None:
+                await recording
         if baseline and not stopped:
             # An interrupted first scan stays a first scan: the next start completes it
             # without posting what was already there (and places what it left unplaced).

@@ -61,7 +61,9 @@ class SimulatedPlatform:
     def fingerprint(self, channel: str, article: Article) -> str:
         return article.title
 
-    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+    async def edit(
+        self, channel: str, message_id: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         return await self.send(f"edit:{message_id}", channel, article)
 
     async def reply(
@@ -77,7 +79,9 @@ class SimulatedPlatform:
         assert rate.retry_after_s is not None
         return TransientError("429", rate.retry_after_s, rate=rate)
 
-    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+    async def send(
+        self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         now = self.clock.monotonic()
         if self.on_send is not None:
             await self.on_send(len(self.requests))

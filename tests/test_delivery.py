@@ -44,7 +44,9 @@ class FakeNotifier:
     async def start(self) -> None:
         return None
 
-    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+    async def send(
+        self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         self.attempts.append((delivery_key, channel))
         if channel in self.always_fail:
             raise self.always_fail[channel]
@@ -61,7 +63,9 @@ class FakeNotifier:
     def fingerprint(self, channel: str, article: Article) -> str:
         return f"{article.title}|{len(article.related)}"
 
-    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+    async def edit(
+        self, channel: str, message_id: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         self.edits.append((channel, message_id, article.title))
         return SentRef(message_id)
 
@@ -370,7 +374,9 @@ async def test_concurrent_channels_are_sent_in_order_within_a_channel(harness: H
     fast_done = asyncio.Event()
 
     class SlowFirst(FakeNotifier):
-        async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+        async def send(
+            self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+        ) -> SentRef:
             if channel == "slow" and not gate.is_set():
                 await gate.wait()
             ref = await super().send(delivery_key, channel, article)
@@ -419,7 +425,9 @@ async def test_stop_lets_the_send_in_flight_finish_and_starts_no_more(harness: H
     finish = asyncio.Event()
 
     class Slow(FakeNotifier):
-        async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+        async def send(
+            self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+        ) -> SentRef:
             in_flight.set()
             await finish.wait()
             return await super().send(delivery_key, channel, article)

@@ -371,3 +371,75 @@ async def test_the_store_vanishing_and_returning_reposts_nothing(tmp_path: Path)
     assert await bot.terminate() == 0, bot.stderr
     for n in range(1, 5):
         assert bot.stdout.count(f"Story {n}") == 1, bot.stdout
+
+
+# --- stories through a real process ----------------------------------------------------------
+
+
+def story_text(slug: str, title: str, outlet: str, related: Sequence[str] = (),
+               quality: int = 80) -> str:
+    lines = [
+        "---", f'title: "{title}"', f"webUrl: https://{outlet}.example/{slug}",
+        "publishedDateTime: 2026-10-05T10:00:00Z", f"quality: {quality}",
+        "provider:", f"  name: {outlet.title()}", f"  domain: {outlet}.example",
+        "topics:", "  - AI",
+    ]
+    if related:
+        lines.append("related:")
+        for url in related:
+            lines += ["  - title: Same story", f"    webUrl: {url}"]
+    return "\n".join([*lines, "---", ""])
+
+
+def put(store: Path, name: str, text: str) -> None:
+    tmp = store / f".{name}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.rename(tmp, store / f"{name}.md")
+
+
+async def test_a_story_told_by_three_outlets_is_one_post_edited_or_threaded_across_a_kill(
+    tmp_path: Path, discord: FakeDiscord
+) -> None:
+    edit_channel, thread_channel = CHANNELS[:2]
+    config = write_config(
+        tmp_path,
+        "[discord]", f'api_base_url = "{discord.base_url}"', "commands = false",
+        subscriptions=[
+            f'platform = "discord"\nchannel = "{edit_channel}"',
+            f'platform = "discord"\nchannel = "{thread_channel}"\nlate_coverage = "thread"',
+        ],
+    )
+    store = tmp_path / "store"
+    await first_run(config, discord_env(discord))
+    bot = await BotProcess.spawn("run", "--config", str(config), environ=discord_env(discord))
+    put(store, "a", story_text("gtc", "Nvidia unveils Blackwell at GTC", "alpha", quality=60))
+    await discord.wait_for_message(edit_channel, timeout=20)
+    await discord.wait_for_message(thread_channel, timeout=20)
+    put(store, "b", story_text("b", "Blackwell: what it means", "beta",
+                               related=["https://alpha.example/gtc"], quality=90))
+    post = discord.messages(thread_channel)[0]["id"]
+    await discord.wait_for_message(int(post), timeout=20)  # the reply, in the post's thread
+    await discord.wait_for(
+        lambda: bool(discord.messages(edit_channel)[0].get("edited_timestamp")),
+        timeout=20, what="the edit",
+    )
+    await bot.kill()
+
+    again = await BotProcess.spawn("run", "--config", str(config), environ=discord_env(discord))
+    put(store, "c", story_text("c", "Nvidia unveils Blackwell at GTC!", "gamma"))  # by title
+    await discord.wait_for_message(int(post), count=2, timeout=20)
+    await discord.wait_for(
+        lambda: "gamma.example" in str(discord.messages(edit_channel)[0]["embeds"]),
+        timeout=20, what="the second edit",
+    )
+    assert await again.terminate() == 0, again.stderr
+    # One post per channel; the edited one leads with the better article, the threaded one
+    # kept its headline and got one reply per late outlet.
+    [edited] = discord.messages(edit_channel)
+    assert edited["embeds"][0]["title"] == "Blackwell: what it means"
+    assert "alpha.example" in str(edited["embeds"]) and "gamma.example" in str(edited["embeds"])
+    [threaded] = discord.messages(thread_channel)
+    assert threaded["embeds"][0]["title"] == "Nvidia unveils Blackwell at GTC"
+    replies = [m["embeds"][0]["title"] for m in discord.messages(int(post))]
+    assert replies == ["Blackwell: what it means", "Nvidia unveils Blackwell at GTC!"]
+    assert len(discord.requests_to("POST", f"/channels/{edit_channel}/messages")) == 1

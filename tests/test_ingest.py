@@ -3,19 +3,25 @@ stories placed once at its end (`State.record_stored(..., place_later=True)`, `p
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from bot import worker as worker_module
 from bot.articles import Article, parse_article
 from bot.carriers import Carriers, Take
+from bot.cli import main
 from bot.routing import Routing
 from bot.state import State
 from bot.store import FileOutcome, FileStamp
 from bot.stored_article import StoredArticle, stored_article
 from tests.builders import store_file_text
 from tests.conftest import FakeClock
+from tests.test_worker import TERMINAL, Store, make_config, started
 
 # --- deduplication -----------------------------------------------------------------------------
 
@@ -93,3 +99,65 @@ async def test_articles_placed_later_cannot_be_routed(state: State) -> None:
 
     with pytest.raises(ValueError, match="no story"):
         await state.record_stored([], route=route, place_later=True)
+
+
+# --- through the worker: a first scan in several transactions, then a late outlet ------------
+
+
+async def test_a_first_scan_groups_stories_across_its_transactions_and_later_files_join(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two files per transaction: the two tellings of the story land in different ones.
+    monkeypatch.setattr(worker_module, "_BASELINE_TRANSACTION", 2)
+    store = Store(tmp_path / "store", clock)
+    store.add("1-a.md", LAUNDRY, url="https://one.example/a", published="2026-11-01T10:00:00Z")
+    store.add("2-c.md", "Something else entirely happened", url="https://three.example/c")
+    store.add(
+        "3-b.md", LAUNDRY + "!", url="https://two.example/b", published="2026-11-01T18:00:00Z"
+    )
+    config = make_config(tmp_path, TERMINAL)
+    async with started(config, clock) as bot:
+        ids = await story_ids(bot.state)
+        assert bot.posts() == 0  # a first scan posts nothing
+        assert ids["https://one.example/a"] == ids["https://two.example/b"] is not None
+        assert ids["https://three.example/c"] != ids["https://one.example/a"]
+    store.add(
+        "4-d.md",
+        LAUNDRY + ", says lab",
+        url="https://four.example/d",
+        published="2026-11-02T08:00:00Z",
+    )
+    async with started(config, clock) as bot:
+        later = await story_ids(bot.state)
+        assert later["https://four.example/d"] == ids["https://one.example/a"]
+        # New to this channel (its first scan posted nothing): one post, of the story.
+        assert bot.posts() == 1
+
+
+# --- newsbot scan --stories ----------------------------------------------------------------
+
+
+def test_scan_stories_counts_articles_stories_and_the_posts_clustering_saves(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    store = Store(tmp_path / "store", clock)
+    store.add("a.md", LAUNDRY, url="https://one.example/a", published="2026-11-01T10:00:00Z")
+    store.add("b.md", LAUNDRY + "!", url="https://two.example/b", published="2026-11-01T18:00:00Z")
+    store.add("copy.md", LAUNDRY, url="https://one.example/a")  # a repeat: one article
+    store.add("low.md", "A quiet day at the lab", url="https://low.example/x", quality=5)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["scan", str(tmp_path / "store"), "--stories", "--json"]) == 0
+    figures = json.loads(out.getvalue())
+    assert figures["articles"] == 3 and figures["stories"] == 2
+    assert figures["largest_story"]["articles"] == 2
+    assert figures["largest_story"]["title"].startswith(LAUNDRY)
+    # The default floor (40) leaves the quality-5 article out: two posts, one story.
+    assert figures["all_topics_channel_posts"] == {"one_per_article": 2, "one_per_story": 1}
+
+
+def test_scan_stories_names_a_missing_folder(tmp_path: Path) -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["scan", str(tmp_path / "nowhere"), "--stories"]) == 1
+    assert "no such folder" in out.getvalue()

@@ -254,7 +254,9 @@ class RefusingSlack(SimulatedPlatform):
 
     refusals: int = 2
 
-    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+    async def send(
+        self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         if self.refusals:
             self.refusals -= 1
             raise self._refuse(

@@ -11,11 +11,13 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from bot.app import build_delivery
+from bot.articles import parse_article
 from bot.config import (
     Config,
     DatabaseConfig,
@@ -24,9 +26,11 @@ from bot.config import (
     StoreConfig,
     SubscriptionSpec,
 )
+from bot.explain import Fate, explain, format_report
 from bot.platforms.discord import DiscordNotifier
 from bot.platforms.slack import create_slack_notifier
 from bot.render import RenderStyle
+from bot.routing import RoutingDefaults
 from bot.state import State
 from bot.worker import Worker
 from tests.conftest import FakeClock, RunningClock
@@ -324,3 +328,46 @@ async def test_slack_late_coverage_updates_the_message_or_replies_in_its_thread(
         replies = [m for m in threaded if m.get("thread_ts") == parent["ts"] and m is not parent]
         assert [KEYNOTE in parent["text"], len(replies)] == [True, 1]
         assert "Blackwell, explained" in replies[0]["text"]
+
+
+# --- explain agrees with what was sent -----------------------------------------------------
+
+
+async def test_explain_says_what_each_channel_got_and_why(
+    tmp_path: Path, fake: FakeDiscord
+) -> None:
+    subs = [
+        sub(CHANNEL),
+        sub(THREADED, late_coverage="thread"),
+        sub(QUIET, late_coverage="off", min_quality=90),
+    ]
+    async with running(tmp_path, fake, subs) as bot:
+        bot.store.write("a", article_text("gtc", KEYNOTE, "alpha", quality=95))
+        await bot.round()
+        bot.store.write("b", article_text("b", "Blackwell, explained", "beta", quality=60,
+                                          related=["https://alpha.example/gtc"]))
+        await bot.round()
+        defaults = RoutingDefaults(min_quality=40.0)
+        now = datetime.now(UTC)
+        late = parse_article(
+            (bot.store.root / "b.md").read_bytes(), "b.md"
+        )
+        report = await explain(bot.state, late, defaults, now)
+        unseen = parse_article(
+            article_text("new", "Not scanned yet", "omega").encode(), "new.md"
+        )
+        not_yet = await explain(bot.state, unseen, defaults, now)
+    by_target = {e.target: e for e in report.explanations}
+    thread = fake.messages(int(fake.messages(THREADED)[0]["id"]))
+    assert report.story.articles == 2 and report.story.outlets == ("Alpha News", "Beta News")
+    edit = by_target[f"discord:{CHANNEL}"]
+    assert edit.fate is Fate.DELIVERED and "part of story" in edit.reason
+    assert edit.message == fake.messages(CHANNEL)[0]["id"]
+    reply = by_target[f"discord:{THREADED}"]
+    assert reply.fate is Fate.DELIVERED and f"message {thread[0]['id']}" in reply.reason
+    quiet = by_target[f"discord:{QUIET}"]
+    assert quiet.fate is Fate.NOT_DELIVERED
+    assert "below the floor: quality 60 is under 90" in quiet.reason
+    assert {e.fate for e in not_yet.explanations} == {Fate.WAITING, Fate.NOT_DELIVERED}
+    assert not not_yet.known
+    assert "not scanned yet" in format_report(not_yet)

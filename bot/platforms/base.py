@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from bot.articles import Article
+from bot.digest import Digest
 
 
 class RateScope(StrEnum):
@@ -93,9 +94,18 @@ class Notifier(Protocol):
         """Log in; raise PermanentError(scope=PLATFORM) when the credentials are refused."""
         ...
 
-    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+    async def send(
+        self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         """Post `article` to `channel`. `delivery_key` is the same for every retry, so the
-        platform (or we) can recognise a repeat."""
+        platform (or we) can recognise a repeat. `mention`: the role or user group id to ping
+        (a breaking story); nothing else may ping."""
+        ...
+
+    async def send_digest(
+        self, delivery_key: str, channel: str, digest: Digest, mention: str | None = None
+    ) -> SentRef:
+        """Post a digest (its top stories, one message) to `channel`, like `send`."""
         ...
 
     def fingerprint(self, channel: str, article: Article) -> str:
@@ -103,8 +113,11 @@ class Notifier(Protocol):
         show the same is not sent."""
         ...
 
-    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
-        """Make a message already posted show `article` (the story as it is now)."""
+    async def edit(
+        self, channel: str, message_id: str, article: Article, mention: str | None = None
+    ) -> SentRef:
+        """Make a message already posted show `article` (the story as it is now), keeping the
+        `mention` it was posted with (an edit pings nobody anew)."""
         ...
 
     async def reply(

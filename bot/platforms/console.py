@@ -6,9 +6,11 @@ import hashlib
 from typing import TextIO
 
 from bot.articles import Article
+from bot.digest import Digest
 from bot.platforms.base import SentRef
 from bot.printable import printable
 from bot.render import RenderStyle, render_console
+from bot.render.console import render_console_digest
 
 _RULE = "─" * 72
 
@@ -26,9 +28,20 @@ class ConsoleNotifier:
     async def start(self) -> None:
         return None
 
-    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
-        self._count += 1
+    async def send(
+        self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+    ) -> SentRef:
+        # The terminal has no one to ping (the config refuses a mention for it).
         text = render_console(article, self._style)  # article text is cleaned by the renderer
+        return self._print(channel, text)
+
+    async def send_digest(
+        self, delivery_key: str, channel: str, digest: Digest, mention: str | None = None
+    ) -> SentRef:
+        return self._print(channel, render_console_digest(digest, self._style))
+
+    def _print(self, channel: str, text: str) -> SentRef:
+        self._count += 1
         self._stream.write(f"{_RULE}\n[{printable(channel)}]\n{text}\n")
         self._stream.flush()
         return SentRef(message_id=f"console-{self._count}")
@@ -36,7 +49,9 @@ class ConsoleNotifier:
     def fingerprint(self, channel: str, article: Article) -> str:
         return hashlib.sha256(render_console(article, self._style).encode()).hexdigest()
 
-    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+    async def edit(
+        self, channel: str, message_id: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         # A terminal cannot change what it printed: the update is printed, marked as one.
         self._stream.write(
             f"{_RULE}\n[{channel}] (updated {message_id})\n"

@@ -39,6 +39,7 @@ from discord.http import Route
 
 from bot.articles import Article
 from bot.config import ConfigError, DiscordConfig, read_secret
+from bot.digest import Digest
 from bot.platforms.base import (
     FailureScope,
     PermanentError,
@@ -49,6 +50,7 @@ from bot.platforms.base import (
 )
 from bot.platforms.registry import DISCORD
 from bot.render import RenderStyle, render_discord
+from bot.render.discord import render_discord_digest
 
 log = logging.getLogger(__name__)
 
@@ -454,9 +456,22 @@ class DiscordNotifier:
         except CONNECTION_ERRORS as exc:
             raise connection_failure(exc, what) from None
 
-    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
+    async def send(
+        self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+    ) -> SentRef:
+        payload = render_discord(article, self._style, mention)
+        return await self._create(delivery_key, channel, payload)
+
+    async def send_digest(
+        self, delivery_key: str, channel: str, digest: Digest, mention: str | None = None
+    ) -> SentRef:
+        payload = render_discord_digest(digest, self._style, mention)
+        return await self._create(delivery_key, channel, payload)
+
+    async def _create(self, delivery_key: str, channel: str, payload: dict[str, Any]) -> SentRef:
+        """Post a rendered message, as the bot (with a nonce) or through a webhook."""
         if channel.startswith(WEBHOOK_PREFIX):
-            return await self._send_webhook(channel, article)
+            return await self._send_webhook(channel, payload)
         what = f"channel {channel}"
         if not _CHANNEL_ID.fullmatch(channel):
             raise PermanentError(
@@ -468,8 +483,7 @@ class DiscordNotifier:
             # The same words as the start-up rule, so a restart with the token resumes it.
             assert DISCORD.bot_secret is not None
             raise PermanentError(DISCORD.bot_secret.missing(), FailureScope.CHANNEL)
-        payload = render_discord(article, self._style)
-        payload["nonce"] = nonce_for(delivery_key)
+        payload = {**payload, "nonce": nonce_for(delivery_key)}
         payload["enforce_nonce"] = True  # a repeat returns the first message, not a new one
         answer = await self._post(f"/channels/{channel}/messages", payload, what, bot=True)
         return self._sent_or_raise(answer, what, webhook=False)
@@ -510,9 +524,8 @@ class DiscordNotifier:
         self._redactor.secrets.add(match["token"])
         return match["id"], match["token"]
 
-    async def _send_webhook(self, channel: str, article: Article) -> SentRef:
+    async def _send_webhook(self, channel: str, payload: dict[str, Any]) -> SentRef:
         webhook_id, token = self._webhook(channel)
-        payload = render_discord(article, self._style)
         # Like discord.py, to the API we were pointed at, whatever host the URL names.
         path = f"/webhooks/{webhook_id}/{token}?wait=true"
         answer = await self._post(path, payload, channel, bot=False)
@@ -522,8 +535,12 @@ class DiscordNotifier:
         payload = render_discord(article, self._style)
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
-        payload = render_discord(article, self._style)
+    async def edit(
+        self, channel: str, message_id: str, article: Article, mention: str | None = None
+    ) -> SentRef:
+        # The mention again: Discord reads `allowed_mentions` anew on an edit (it pings no one
+        # on an edit, but the message would stop showing the role as mentioned).
+        payload = render_discord(article, self._style, mention)
         if channel.startswith(WEBHOOK_PREFIX):
             webhook_id, token = self._webhook(channel)
             path = f"/webhooks/{webhook_id}/{token}/messages/{message_id}"

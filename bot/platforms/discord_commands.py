@@ -31,14 +31,22 @@ import discord
 import yarl
 from discord import app_commands
 
-from bot.commands import DEFAULT_NEWS_COUNT, MAX_NEWS_COUNT, MAX_TOPIC_LENGTH, Caller, Commands
+from bot.commands import (
+    DEFAULT_NEWS_COUNT,
+    MAX_NEWS_COUNT,
+    MAX_TOPIC_LENGTH,
+    Caller,
+    Commands,
+    Timing,
+    timezone_choices,
+)
 from bot.config import DiscordConfig
 from bot.platforms.discord import CONNECTION_ERRORS, PLATFORM, TOKEN_REFUSED, DiscordNotifier
 from bot.render import RenderStyle, render_discord_compact
 from bot.render.common import fit_text, utf16_len
 from bot.render.discord import break_mentions
 from bot.state import State
-from bot.validation import MAX_QUALITY, QUALITY_RANGE
+from bot.validation import DELIVERY_MODE_CHOICES, MAX_QUALITY, QUALITY_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,7 @@ CONTENT_LIMIT = 2000  # characters of message content
 MAX_EMBEDS = 10
 MAX_CHOICES = 25
 CHOICE_LIMIT = 100  # characters of a choice's name and value
+MAX_OPTION_TEXT = 100  # a time, a zone name, a window or a role: short
 # Discord fails an interaction not answered within 3 s of its creation; the gateway and our
 # answer's round trip take part of that, so slow work is deferred well before.
 DEFER_AFTER_S = 1.5
@@ -225,6 +234,12 @@ def _count(value: Any) -> int:
     raise BadOption(f"count must be a whole number from 1 to {MAX_NEWS_COUNT}.")
 
 
+def _text(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise BadOption(f"{name} must be text.")
+
+
 def _quality(value: Any) -> float | None:
     if value is None:
         return None
@@ -292,6 +307,14 @@ def build_tree(
     @app_commands.describe(
         topic="A topic, for example AI",
         min_quality="Only articles scored at least this (default: the bot's floor)",
+        mode="Each story as it comes (default), or one digest of the top stories",
+        at="Digest time, HH:MM (hourly: its minute); given alone, a daily digest",
+        tz="Time zone of the digest and quiet hours, e.g. Europe/Berlin (default UTC)",
+        quiet="Quiet hours, e.g. 22:00-07:00: stories wait until they end, breaking ones don't",
+        mention="A role to ping for breaking stories only (its id, or @role)",
+    )
+    @app_commands.choices(
+        mode=[app_commands.Choice(name=m, value=m) for m in DELIVERY_MODE_CHOICES]
     )
     @app_commands.guild_only()
     @app_commands.default_permissions(manage_channels=True)  # a hint to Discord's client only
@@ -299,6 +322,11 @@ def build_tree(
         interaction: Interaction,
         topic: app_commands.Range[str, 1, MAX_TOPIC_LENGTH],
         min_quality: app_commands.Range[float, 0.0, MAX_QUALITY] | None = None,
+        mode: str | None = None,
+        at: app_commands.Range[str, 1, MAX_OPTION_TEXT] | None = None,
+        tz: app_commands.Range[str, 1, MAX_OPTION_TEXT] | None = None,
+        quiet: app_commands.Range[str, 1, MAX_OPTION_TEXT] | None = None,
+        mention: app_commands.Range[str, 1, MAX_OPTION_TEXT] | None = None,
     ) -> None:
         caller = caller_of(interaction)
         if caller is None:
@@ -306,15 +334,28 @@ def build_tree(
             return
         try:
             floor = _quality(min_quality)
+            timing = Timing(
+                mode=_text(mode, "mode"),
+                digest_at=_text(at, "at"),
+                timezone=_text(tz, "tz"),
+                quiet_hours=_text(quiet, "quiet"),
+                mention=_text(mention, "mention"),
+            )
         except BadOption as exc:
             await answer_error(interaction, str(exc))
+            return
+        if timing.mention is not None and timing.mention.strip() in (
+            str(interaction.guild_id), f"<@&{interaction.guild_id}>"
+        ):
+            # The server's own id is its @everyone role: never ours to ping.
+            await answer_error(interaction, "mention must be a role, not @everyone.")
             return
         missing = missing_bot_permissions(interaction)
 
         async def work() -> Answer:
             # `Commands.subscribe` refuses a caller who cannot manage the channel: the real
             # check, whatever Discord's client did with the default permission.
-            reply = await commands.subscribe(caller, str(topic), floor)
+            reply = await commands.subscribe(caller, str(topic), floor, timing)
             text = reply.text
             if reply.ok and missing:
                 text += (
@@ -330,6 +371,16 @@ def build_tree(
         interaction: Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
         return await topic_choices(current)
+
+    @subscribe.autocomplete("tz")
+    async def subscribe_tz(
+        interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return [
+            app_commands.Choice(name=name, value=name)
+            for name in timezone_choices(current, MAX_CHOICES)
+            if len(name) <= CHOICE_LIMIT
+        ]
 
     @tree.command(name="unsubscribe", description="Stop posting a topic in this channel")
     @app_commands.describe(topic="A topic this channel is subscribed to")

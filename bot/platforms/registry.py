@@ -15,6 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from bot import validation
+
 if TYPE_CHECKING:
     from bot.articles import Article
     from bot.clock import Clock
@@ -95,6 +97,15 @@ ReceiverStarter = Callable[
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class MentionFormat:
+    """Who a subscription's `mention` can ping on a platform, and how to write it."""
+
+    pattern: str  # the id, matched whole
+    markup: str  # how the platform writes a mention of it in chat (one group: the id)
+    expected: str  # the id in words, with where to find it
+
+
 def _no_commands(config: Config, has: Has) -> CommandsPlan:
     return CommandsPlan()
 
@@ -113,6 +124,7 @@ class PlatformSpec:
     start_commands: ReceiverStarter | None = None
     webhooks: bool = False  # `webhook:NAME` targets, with the URL in a secret
     config_section: str | None = None  # its settings' table in the config file
+    mention: MentionFormat | None = None  # None: nobody to ping there
 
     @property
     def secrets(self) -> tuple[Secret, ...]:
@@ -226,6 +238,13 @@ def _discord_pacer(config: Config) -> Pacer:
     return DiscordPacing(config.discord.global_rate)
 
 
+DISCORD_ROLE = MentionFormat(
+    pattern=r"\d{17,20}",
+    markup=r"<@&(\d+)>",
+    expected="a Discord role id: 17 to 20 digits (with Developer Mode on: Server Settings > "
+    "Roles, right-click the role, Copy Role ID)",
+)
+
 DISCORD = PlatformSpec(
     name="discord",
     title="Discord",
@@ -237,6 +256,7 @@ DISCORD = PlatformSpec(
     start_commands=_start_discord_gateway,
     webhooks=True,
     config_section="discord",
+    mention=DISCORD_ROLE,
 )
 
 
@@ -331,6 +351,13 @@ def _slack_pacer(config: Config) -> Pacer:
     return SlackPacing(config.slack.workspace_rate)
 
 
+SLACK_USER_GROUP = MentionFormat(
+    pattern=r"S[A-Z0-9]{2,20}",
+    markup=r"<!subteam\^(S[A-Z0-9]+)(?:\|[^>]*)?>",
+    expected='a Slack user group id: "S" then capitals and digits, like S0614TZR7 (the '
+    "group's page in People > User groups, ⋯ > Copy group ID)",
+)
+
 SLACK = PlatformSpec(
     name="slack",
     title="Slack",
@@ -343,6 +370,7 @@ SLACK = PlatformSpec(
     start_commands=_start_slack_commands,
     webhooks=True,
     config_section="slack",
+    mention=SLACK_USER_GROUP,
 )
 
 
@@ -360,6 +388,21 @@ def platform_spec(name: str) -> PlatformSpec:
             f"unknown platform {name!r}: choose one of {', '.join(PLATFORM_NAMES)}"
         )
     return spec
+
+
+def check_mention(platform: str, value: str) -> str:
+    """The id a `mention` names on `platform` (given bare, or as the platform writes a mention
+    in chat); `validation.InvalidValue` saying what it takes otherwise."""
+    spec = platform_spec(platform)
+    if spec.mention is None:
+        raise validation.InvalidValue(f"left out: {spec.title} has no one to mention")
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # a Discord id written as a TOML number
+    text = value.strip() if isinstance(value, str) else value
+    written = re.fullmatch(spec.mention.markup, text) if isinstance(text, str) else None
+    if written is not None:
+        text = written.group(1)
+    return validation.mention_id(text, spec.mention.pattern, spec.mention.expected)
 
 
 def render_preview(article: Article, platform: str, style: RenderStyle) -> str:

@@ -30,9 +30,11 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from bot.articles import Article
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, SlackConfig, read_secret
+from bot.digest import Digest
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
 from bot.platforms.registry import SLACK
 from bot.render import RenderStyle, render_slack
+from bot.render.slack import render_slack_digest
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +313,21 @@ class SlackNotifier:
                 "post already went out; a rare duplicate is possible"
             )
 
-    async def send(self, delivery_key: str, channel: str, article: Article) -> SentRef:
-        message = render_slack(article, self._style).to_payload()
+    async def send(
+        self, delivery_key: str, channel: str, article: Article, mention: str | None = None
+    ) -> SentRef:
+        message = render_slack(article, self._style, mention).to_payload()
+        return await self._create(delivery_key, channel, message)
+
+    async def send_digest(
+        self, delivery_key: str, channel: str, digest: Digest, mention: str | None = None
+    ) -> SentRef:
+        message = render_slack_digest(digest, self._style, mention).to_payload()
+        return await self._create(delivery_key, channel, message)
+
+    async def _create(
+        self, delivery_key: str, channel: str, message: Mapping[str, Any]
+    ) -> SentRef:
         if channel.startswith(WEBHOOK_PREFIX):
             return await self._send_webhook(delivery_key, channel, message)
         return await self._post(delivery_key, channel, message)
@@ -356,7 +371,9 @@ class SlackNotifier:
         payload = render_slack(article, self._style).to_payload()
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
-    async def edit(self, channel: str, message_id: str, article: Article) -> SentRef:
+    async def edit(
+        self, channel: str, message_id: str, article: Article, mention: str | None = None
+    ) -> SentRef:
         if channel.startswith(WEBHOOK_PREFIX):
             raise PermanentError(
                 f"{channel}: Slack's incoming webhooks cannot change a message they posted; "
@@ -364,7 +381,8 @@ class SlackNotifier:
                 FailureScope.DELIVERY,
             )
         self._need_bot()
-        message = render_slack(article, self._style).to_payload()
+        # The mention again: an update replaces the text, and Slack pings no one for it.
+        message = render_slack(article, self._style, mention).to_payload()
         what = f"message {message_id} in channel {channel}"
         try:
             await self._client.chat_update(channel=channel, ts=message_id, **message)

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from slack_sdk.errors import SlackApiError
@@ -27,7 +27,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from bot.clock import Clock
-from bot.commands import DEFAULT_NEWS_COUNT, MAX_NEWS_COUNT, Caller, Commands, NewsReply
+from bot.commands import (
+    DEFAULT_NEWS_COUNT,
+    MAX_NEWS_COUNT,
+    Caller,
+    Commands,
+    NewsReply,
+    Timing,
+)
 from bot.config import ConfigError, SlackConfig
 from bot.platforms.base import FailureScope, PermanentError, TransientError
 from bot.platforms.slack import (
@@ -70,7 +77,10 @@ USAGE = (
     "*Usage*\n"
     f"`/news <topic> [count]`: the most recent articles on a topic "
     f"(count 1-{MAX_NEWS_COUNT}, default {DEFAULT_NEWS_COUNT})\n"
-    "`/news subscribe <topic> [min_quality]`: post new articles on the topic in this channel\n"
+    "`/news subscribe <topic> [min_quality] [instant|hourly|daily] [HH:MM] [Zone/City] "
+    "[quiet=HH:MM-HH:MM] [mention=<user group id>]`: post new articles on the topic in this "
+    "channel, as they come or in a digest (`/news subscribe AI daily 08:00 Europe/Berlin`); "
+    "quiet hours hold them, except breaking ones, which ping the user group\n"
     "`/news unsubscribe <topic>`: stop posting them here\n"
     "`/news list`: this channel's subscriptions\n"
     "`/news topics`: the topics that have articles\n"
@@ -108,6 +118,7 @@ class FindNews:
 class Subscribe:
     topic: str
     min_quality: float | None = None
+    timing: Timing = field(default_factory=Timing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,12 @@ _NO_ARGUMENTS: dict[str, Request] = {
     "topics": ShowTopics(),
 }
 _ALIASES = {"subscriptions": "list", "sub": "subscribe", "unsub": "unsubscribe"}
+# The delivery choices that may follow a subscription's topic (and floor), in any order.
+_MODES = frozenset(("instant", "hourly", "daily"))
+_CLOCK = re.compile(r"\d{1,2}:\d{2}")
+_WINDOW = re.compile(r"(?:quiet=)?(\d{1,2}:\d{2}-\d{1,2}:\d{2})", re.IGNORECASE)
+_ZONE = re.compile(r"[A-Za-z][\w+\-]*(?:/[\w+\-]+)+|UTC|GMT", re.IGNORECASE)
+_MENTION = re.compile(r"mention=(\S+)|(<!subteam\^[^>\s]+>)", re.IGNORECASE)
 _MAX_COUNT_DIGITS = 6
 
 
@@ -154,6 +171,39 @@ def split_topic(words: str) -> tuple[str, str | None] | BadInput:
     return words, None
 
 
+def _timing_word(word: str, found: dict[str, str]) -> bool:
+    """Record `word` as a delivery choice (mode, time, zone, quiet hours, mention) not given
+    yet; False when it is none (then it belongs to the topic)."""
+    checks: list[tuple[str, str | None]] = [
+        ("mode", word.casefold() if word.casefold() in _MODES else None),
+        ("quiet_hours", m.group(1) if (m := _WINDOW.fullmatch(word)) else None),
+        ("digest_at", word if _CLOCK.fullmatch(word) else None),
+        ("timezone", word if _ZONE.fullmatch(word) else None),
+        ("mention", (m.group(1) or m.group(2)) if (m := _MENTION.fullmatch(word)) else None),
+    ]
+    for name, value in checks:
+        if value is not None and name not in found:
+            found[name] = value
+            return True
+    return False
+
+
+def _subscribe(rest: str) -> Subscribe | BadInput:
+    """`AI 60 daily 08:00 Europe/Berlin quiet=22:00-07:00 mention=S0614TZR7`: the delivery
+    choices are read off the end, the floor before them, the topic is what remains."""
+    words = rest.split()
+    found: dict[str, str] = {}
+    while len(words) > 1 and _timing_word(words[-1], found):
+        words.pop()
+    split = split_topic(" ".join(words))
+    if isinstance(split, BadInput):
+        return split
+    topic, number = split
+    if not topic:
+        return BadInput("Say which topic to subscribe.")
+    return Subscribe(topic, None if number is None else float(number), Timing(**found))
+
+
 def parse_command_text(text: str) -> Request:
     """What `/news <text>` asks for. Anything that is not a subcommand is a topic."""
     text = " ".join(unescape_command_text(text).split())
@@ -168,15 +218,15 @@ def parse_command_text(text: str) -> Request:
     if verb in ("subscribe", "unsubscribe"):
         if not rest:
             return BadInput(f"Say which topic to {verb}, for example `/news {verb} AI`.")
+        if verb == "subscribe":
+            return _subscribe(rest)
         split = split_topic(rest)
         if isinstance(split, BadInput):
             return split
         topic, number = split
         if not topic:
             return BadInput(f"Say which topic to {verb}.")
-        if verb == "unsubscribe":
-            return Unsubscribe(topic) if number is None else Unsubscribe(f"{topic} {number}")
-        return Subscribe(topic, None if number is None else float(number))
+        return Unsubscribe(topic) if number is None else Unsubscribe(f"{topic} {number}")
     split = split_topic(text)
     if isinstance(split, BadInput):
         return split
@@ -420,9 +470,9 @@ class SlackCommands:
                 return text_reply(escape((await self._commands.subscriptions(caller)).text))
             case FindNews(topic, count):
                 return news_reply(await self._commands.news(topic, count), self._style)
-            case Subscribe(topic, min_quality):
+            case Subscribe(topic, min_quality, timing):
                 caller = await self._caller(channel, user_id, manage=True)
-                changed = await self._commands.subscribe(caller, topic, min_quality)
+                changed = await self._commands.subscribe(caller, topic, min_quality, timing)
                 return text_reply(escape(changed.text), PUBLIC if changed.ok else PRIVATE)
             case Unsubscribe(topic):
                 caller = await self._caller(channel, user_id, manage=True)

@@ -366,6 +366,30 @@ def coverage_label(article: Article, max_related: int) -> str:
     return f"also covered by {count} {'outlet' if count == 1 else 'outlets'}"
 
 
+def outlets_label(count: int) -> str:
+    """ "1 outlet", "5 outlets": how many outlets told a story (bot/breaking.py counts them)."""
+    return f"{count} {'outlet' if count == 1 else 'outlets'}"
+
+
+def fit_lines(
+    lines: Sequence[str],
+    more: Callable[[int], str],
+    budget: int,
+    left_out: int = 0,
+    *,
+    separator: str = "\n",
+    measure: Callable[[str], int] = utf16_len,
+) -> tuple[str, ...]:
+    """As many of `lines` as fit within `budget` joined by `separator`, in order, followed by
+    `more(k)` for the k left out (`left_out` of them already): a list cut short says so."""
+    for keep in range(len(lines), -1, -1):
+        cut = left_out + len(lines) - keep
+        kept = [*lines[:keep], *([more(cut)] if cut else [])]
+        if measure(separator.join(kept)) <= budget:
+            return tuple(kept)
+    return ()
+
+
 def fit_related_lines(
     selection: RelatedSelection,
     line: Callable[[RelatedLink, int], str],

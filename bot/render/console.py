@@ -9,14 +9,17 @@ from __future__ import annotations
 import textwrap
 
 from bot.articles import Article
+from bot.digest import Digest
 from bot.render.common import (
     RelatedLink,
     clean_text,
     display_title,
     fit_related_lines,
+    format_quality,
     format_time,
     more_label,
     outlet_name,
+    outlets_label,
     quality_label,
     related_label,
     safe_link_url,
@@ -72,4 +75,25 @@ def render_console(article: Article, style: RenderStyle) -> str:
     )
     if related:
         lines += ["", RELATED_HEADING, *related]
+    return "\n".join(lines) + "\n"
+
+
+def render_console_digest(digest: Digest, style: RenderStyle) -> str:
+    """The digest's title, then a numbered entry per story: title, its outlet and how many
+    outlets told it, and its link."""
+    lines = [digest.title, ""]
+    for rank, story in enumerate(digest.stories, start=1):
+        headline = story.headline
+        parts = ["Breaking"] if story.breaking else []
+        parts += [trim_text(outlet_name(headline), META_PART_BUDGET),
+                  outlets_label(story.facts.outlets)]
+        if style.show_quality and story.facts.quality is not None:
+            parts.append(f"Quality {format_quality(story.facts.quality)}")
+        lines.append(f"{rank}. {trim_text(display_title(headline), TITLE_BUDGET)}")
+        lines.append("   " + " · ".join(p for p in parts if p))
+        url = safe_link_url(headline.web_url)
+        if url:
+            lines.append(f"   {url}")
+    if digest.more:
+        lines.append(more_label(digest.more))
     return "\n".join(lines) + "\n"

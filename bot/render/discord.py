@@ -4,6 +4,10 @@ Article text is untrusted. Markdown-rendering fields (title, description, field 
 escaped so nothing the file says can format text, form a link or show a mention; the plain-text
 fields (author name, footer) only get `@everyone`/`@here` broken. `allowed_mentions` with an
 empty `parse` is the second lock: even a mention that slipped through would not ping.
+
+A breaking story (or a digest listing one) of a subscription with a `mention` pings that role
+and nothing else: the message `content` is only our words and `<@&ROLE>`, and
+`allowed_mentions` names exactly that role (`parse` stays empty), so no article text can ping.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import re
 from typing import Any
 
 from bot.articles import Article
+from bot.digest import Digest, DigestStory
 from bot.render.common import (
     ZWSP,
     RelatedLink,
@@ -19,11 +24,14 @@ from bot.render.common import (
     coverage_label,
     display_title,
     first_image_url,
+    fit_lines,
     fit_related_lines,
     fit_text,
+    format_quality,
     iso_time,
     more_label,
     outlet_name,
+    outlets_label,
     quality_label,
     related_label,
     safe_link_url,
@@ -67,6 +75,11 @@ _LINE_START_NUMBER = re.compile(r"^(\s*\d+)\.", re.MULTILINE)
 # `scheme://` would let a bare URL auto-link; an escaped colon keeps it plain text.
 _SCHEME = re.compile(r"(?<=[A-Za-z0-9])://")
 _MASS_MENTION = re.compile(r"@(?=everyone|here)", re.IGNORECASE)
+_ROLE_ID = re.compile(r"\d{1,20}")  # a snowflake; config and chat check the same
+BREAKING_WORDS = "Breaking story"
+DIGEST_BREAKING_WORDS = "Breaking news in this digest"
+DIGEST_TITLE_BUDGET = 200  # a story's title in a digest (real titles run to 160)
+DIGEST_OUTLET_BUDGET = 60
 
 
 def break_mentions(text: str) -> str:
@@ -86,6 +99,17 @@ def escape_markdown(text: str) -> str:
 def _plain(text: str) -> str:
     # Author names and footers are not markdown in Discord: a backslash would show as-is.
     return break_mentions(text)
+
+
+def mention_fields(mention: str | None, words: str) -> dict[str, Any]:
+    """`content` that pings exactly the role `mention` (with our `words`), and the
+    `allowed_mentions` that let it and nothing else ping; without one, nothing pings."""
+    if mention is None or _ROLE_ID.fullmatch(mention) is None:
+        return {"allowed_mentions": {"parse": []}}
+    return {
+        "content": f"<@&{mention}> {words}",
+        "allowed_mentions": {"parse": [], "roles": [mention]},
+    }
 
 
 def _related_line(link: RelatedLink, headline_limit: int) -> str:
@@ -144,8 +168,11 @@ def _finish(embed: dict[str, Any], article: Article) -> dict[str, Any]:
     return embed
 
 
-def render_discord(article: Article, style: RenderStyle) -> dict[str, Any]:
-    """The Create Message JSON for `article`: one embed, no pings. The adapter adds the nonce."""
+def render_discord(
+    article: Article, style: RenderStyle, mention: str | None = None
+) -> dict[str, Any]:
+    """The Create Message JSON for `article`: one embed; no pings but `mention`, a role id (a
+    breaking story). The adapter adds the nonce."""
     embed = _base_embed(article, TITLE_LIMIT)
     description = fit_text(clean_text(article.excerpt), EXCERPT_BUDGET, escape_markdown)
     if description:
@@ -164,7 +191,44 @@ def render_discord(article: Article, style: RenderStyle) -> dict[str, Any]:
     footer = fit_text(_footer_text(article, style), FOOTER_BUDGET, _plain)
     if footer:
         embed["footer"] = {"text": footer}
-    return {"embeds": [_finish(embed, article)], "allowed_mentions": {"parse": []}}
+    return {"embeds": [_finish(embed, article)], **mention_fields(mention, BREAKING_WORDS)}
+
+
+def _digest_line(rank: int, story: DigestStory, style: RenderStyle) -> str:
+    """`1. **[Title](url)**` then `Outlet · 5 outlets · Quality 93`."""
+    headline = story.headline
+    title = fit_text(display_title(headline), DIGEST_TITLE_BUDGET, escape_markdown) or "Article"
+    url = safe_link_url(headline.web_url)
+    parts = ["Breaking"] if story.breaking else []
+    parts.append(fit_text(outlet_name(headline), DIGEST_OUTLET_BUDGET, escape_markdown))
+    parts.append(outlets_label(story.facts.outlets))
+    if style.show_quality and story.facts.quality is not None:
+        parts.append(f"Quality {format_quality(story.facts.quality)}")
+    link = f"**[{title}]({url})**" if url else f"**{title}**"
+    return f"{rank}. {link}\n" + " · ".join(p for p in parts if p)
+
+
+def render_discord_digest(
+    digest: Digest, style: RenderStyle, mention: str | None = None
+) -> dict[str, Any]:
+    """A digest as one embed: its title, then a numbered line per story (linked title, outlet,
+    how many outlets, quality), within the description's 4096; `mention` pings a role (the
+    digest lists a breaking story)."""
+    lines = [
+        _digest_line(rank, story, style) for rank, story in enumerate(digest.stories, start=1)
+    ]
+    kept = fit_lines(lines, lambda n: f"+{n} more", DESCRIPTION_LIMIT, digest.more,
+                     separator="\n\n")
+    total = len(digest.stories) + digest.more
+    embed: dict[str, Any] = {
+        "title": fit_text(digest.title, TITLE_LIMIT, escape_markdown) or "Digest",
+        "description": "\n\n".join(kept) or "No stories.",
+        "footer": {"text": f"{total} {'story' if total == 1 else 'stories'} since the last "
+                   "digest, ranked by quality and outlets"},
+    }
+    if digest.stories:
+        embed["color"] = topic_colour(digest.stories[0].headline)
+    return {"embeds": [embed], **mention_fields(mention, DIGEST_BREAKING_WORDS)}
 
 
 def render_discord_compact(article: Article, style: RenderStyle) -> dict[str, Any]:

@@ -3,6 +3,10 @@
 Article text is untrusted: `&`, `<` and `>` are escaped (which defuses `<!channel>`, `<@U…>` and
 `<url|label>` injection) and the mrkdwn formatting characters are fenced with zero-width spaces,
 so a title shows exactly as written and cannot bold, strike, quote or code-format anything.
+
+A breaking story (or a digest listing one) of a subscription with a `mention` pings that user
+group: `<!subteam^ID>` in our own words, in the text and the first block. Article text, escaped,
+can form no mention of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.articles import Article
+from bot.digest import Digest, DigestStory
 from bot.render.common import (
     ZWSP,
     RelatedLink,
@@ -23,9 +28,11 @@ from bot.render.common import (
     first_image_url,
     fit_related_lines,
     fit_text,
+    format_quality,
     format_time,
     more_label,
     outlet_name,
+    outlets_label,
     quality_label,
     related_label,
     safe_link_url,
@@ -57,6 +64,12 @@ COMPACT_TITLE_BUDGET = 200
 COMPACT_EXCERPT_BUDGET = 200
 RELATED_HEADING = "*Also covered by*"
 
+DIGEST_TITLE_BUDGET = 400
+DIGEST_OUTLET_BUDGET = 60
+BREAKING_WORDS = "Breaking story"
+DIGEST_BREAKING_WORDS = "Breaking news in this digest"
+
+_SUBTEAM_ID = re.compile(r"S[A-Z0-9]{2,20}")  # a user group id; config and chat check the same
 _FORMATTING = re.compile(r"[*_~`]")
 _MASS_MENTION = re.compile(r"@(?=channel|here|everyone)", re.IGNORECASE)
 
@@ -184,15 +197,35 @@ def _related_section(article: Article, style: RenderStyle) -> dict[str, Any] | N
     return _section(heading + "\n".join(lines)) if lines else None
 
 
+def mention_tag(mention: str | None) -> str:
+    """`<!subteam^ID>`, which pings the user group, or "" (no mention, or not a group id)."""
+    if mention is None or _SUBTEAM_ID.fullmatch(mention) is None:
+        return ""
+    return f"<!subteam^{mention}>"
+
+
+def _with_mention(
+    text: str, blocks: list[dict[str, Any]], mention: str | None, words: str, at: int = 0
+) -> tuple[str, list[dict[str, Any]]]:
+    """The ping leads the text (notifications) and shows as a section at block `at`."""
+    tag = mention_tag(mention)
+    if not tag:
+        return text, blocks
+    return f"{tag} {text}", [*blocks[:at], _section(f"{tag} {words}"), *blocks[at:]]
+
+
 def _fallback_text(article: Article) -> str:
     title = fit_text(display_title(article), FALLBACK_BUDGET, escape_mrkdwn)
     outlet = fit_text(outlet_name(article), 100, escape_mrkdwn)
     return f"{title} — {outlet}" if outlet else title
 
 
-def render_slack(article: Article, style: RenderStyle) -> SlackMessage:
+def render_slack(
+    article: Article, style: RenderStyle, mention: str | None = None
+) -> SlackMessage:
     """The Block Kit message for `article`: linked title, context line, excerpt with the image
-    beside it, then the other outlets that covered the story."""
+    beside it, then the other outlets that covered the story; led by a ping of the user group
+    `mention` (a breaking story)."""
     image = _article_image(article, style)
     excerpt = fit_text(clean_text(article.excerpt), EXCERPT_BUDGET, escape_mrkdwn)
     # With no excerpt the image sits beside the title instead (a section needs some text).
@@ -202,12 +235,55 @@ def render_slack(article: Article, style: RenderStyle) -> SlackMessage:
         _section(excerpt, image) if excerpt else None,
         _related_section(article, style),
     ]
+    text, listed = _with_mention(
+        _fallback_text(article), [b for b in blocks if b is not None], mention, BREAKING_WORDS
+    )
     return SlackMessage(
-        text=_fallback_text(article),
-        blocks=tuple(b for b in blocks if b is not None)[:BLOCKS_LIMIT],
+        text=text,
+        blocks=tuple(listed)[:BLOCKS_LIMIT],
         # One switch for both: our card already shows the story, a preview would repeat it.
         unfurl_links=style.unfurl_links,
         unfurl_media=style.unfurl_links,
+    )
+
+
+def _digest_section(rank: int, story: DigestStory, style: RenderStyle) -> dict[str, Any]:
+    """`1. *<url|Title>*` then `Outlet · 5 outlets · Quality 93`."""
+    headline = story.headline
+    title = fit_text(display_title(headline), DIGEST_TITLE_BUDGET, escape_mrkdwn) or "Article"
+    parts = ["Breaking"] if story.breaking else []
+    parts.append(fit_text(outlet_name(headline), DIGEST_OUTLET_BUDGET, escape_mrkdwn))
+    parts.append(outlets_label(story.facts.outlets))
+    if style.show_quality and story.facts.quality is not None:
+        parts.append(f"Quality {format_quality(story.facts.quality)}")
+    line = " · ".join(p for p in parts if p)
+    return _section(f"{rank}. *{_link(safe_link_url(headline.web_url), title)}*\n{line}")
+
+
+def render_slack_digest(
+    digest: Digest, style: RenderStyle, mention: str | None = None
+) -> SlackMessage:
+    """A digest: a header, then a section per story (linked title, outlet, how many outlets,
+    quality) and "+K more"; at most 10 stories, so far inside the 50 blocks. `mention` pings
+    a user group (the digest lists a breaking story)."""
+    total = len(digest.stories) + digest.more
+    header = trim_text(digest.title, HEADER_LIMIT, measure=utf16_len) or "Digest"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": header}}
+    ]
+    blocks += [_digest_section(n, story, style) for n, story in enumerate(digest.stories, 1)]
+    if digest.more:
+        blocks.append({"type": "context", "elements": [_mrkdwn(f"+{digest.more} more")]})
+    noun = "story" if total == 1 else "stories"
+    text, listed = _with_mention(
+        f"{escape_entities(digest.title)}: {total} {noun} since the last digest",
+        blocks, mention, DIGEST_BREAKING_WORDS, at=1,  # under the header
+    )
+    return SlackMessage(
+        text=text,
+        blocks=tuple(listed)[:BLOCKS_LIMIT],
+        unfurl_links=False,  # a list of links would unfurl into a wall of previews
+        unfurl_media=False,
     )
 
 
