@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from bot.articles import parse_article_outline
+from bot.carriers import Carriers, Take
 from bot.printable import printable
 from bot.scan_cache import CachedDigest, DigestCache
 from bot.store import (
@@ -118,7 +119,7 @@ def scan_store(
     )
     report.bad.extend((p, refused.error or "refused") for p, refused in listing.refused.items())
     topic_names: dict[str, str] = {}
-    seen: set[str] = set()
+    carriers = Carriers()  # the bot's own rule: the first file to bring a URL carries it
     changing: list[str] = []
 
     remembered = cache.load() if cache is not None else {}
@@ -138,7 +139,7 @@ def scan_store(
                     error=f"{item.error} (changed {max(age_s, 0.0):.1f} s ago: if it is still "
                     "being written, scan again in a moment)"
                 )
-        _count(report, item, seen, topic_names)
+        _count(report, item, carriers, topic_names)
 
     to_parse = []
     for rel in sorted(listing.files):
@@ -174,16 +175,15 @@ def scan_store(
 
 
 def _count(
-    report: StoreReport, item: Digest, seen: set[str], topic_names: dict[str, str]
+    report: StoreReport, item: Digest, carriers: Carriers, topic_names: dict[str, str]
 ) -> None:
     if item.key is None:
         report.bad.append((item.path, item.error or "unreadable"))
         return
     report.articles += 1
-    if item.key in seen:
+    if carriers.take(item.key, item.path) is Take.DUPLICATE:
         report.duplicates += 1
     else:
-        seen.add(item.key)
         report.stories += 1
     report.unscored += item.quality is None
     report.quality[quality_band(item.quality)] += 1
