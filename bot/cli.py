@@ -439,6 +439,12 @@ def _check_config(config: Config, out: TextIO) -> int:
     secrets = Secrets(os.environ)
     store = store_problem(config)
     problems = ([store] if store else []) + credential_problems(config, targets, secrets)
+    if config.panel.enabled:
+        from bot.panel.auth import panel_access
+
+        access = panel_access(config, secrets)
+        if isinstance(access, str):
+            problems.append(access)
     notes = command_notes(command_plans(config, platforms_in_use(targets, secrets), secrets))
     where = config.source or "embedded defaults"
     out.write(f"{where}: {'ok' if not problems else 'problems found'}\n")
