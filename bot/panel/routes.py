@@ -83,6 +83,19 @@ class _Panel:
         self.sessions = Sessions()
         self.limiter = LoginLimiter()
         self.login_tokens = FormTokens(new_key(), max_age_s=3600.0)
+        # What the gate found for each request in progress (its session, its form).
+        self._found: dict[int, tuple[Session | None, dict[str, str]]] = {}
+
+    def session_or_none(self, request: web.Request) -> Session | None:
+        return self._found[id(request)][0]
+
+    def session(self, request: web.Request) -> Session:
+        session = self.session_or_none(request)
+        assert session is not None  # the gate lets no request without one through
+        return session
+
+    def form(self, request: web.Request) -> dict[str, str]:
+        return self._found[id(request)][1]
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -118,12 +131,12 @@ class _Panel:
     # --- login ---------------------------------------------------------------------------------
 
     async def login_form(self, request: web.Request) -> web.Response:
-        if request.get("session") is not None:
+        if self.session_or_none(request) is not None:
             raise web.HTTPSeeOther(pages.url("/"))
         return self.page(pages.login_page(self.login_tokens.issue(self.parts.clock.time())))
 
     async def login(self, request: web.Request) -> web.Response:
-        form: dict[str, str] = request["form"]
+        form: dict[str, str] = self.form(request)
         retry = self.login_tokens.issue(self.parts.clock.time())
         if not self.login_tokens.take(form.get(TOKEN_FIELD), self.parts.clock.time()):
             return self.page(pages.login_page(retry, "The form was stale; please try again."),
@@ -167,24 +180,24 @@ class _Panel:
         state = self.parts.state
         status = await read_status(state, self.parts.clock.time())
         parked = [s for s in await state.subscriptions() if s.is_parked]
-        return self.page(pages.home_page(self.chrome(request["session"]), status, parked))
+        return self.page(pages.home_page(self.chrome(self.session(request)), status, parked))
 
     async def subscriptions(self, request: web.Request) -> web.Response:
         subs = await self.parts.state.subscriptions()
         return self.page(pages.subscriptions_page(
-            self.chrome(request["session"]), subs, self.parts.config.min_quality, self.origin
+            self.chrome(self.session(request)), subs, self.parts.config.min_quality, self.origin
         ))
 
     async def new_subscription(self, request: web.Request) -> web.Response:
         values = {"platform": next(iter(PLATFORMS)), "backfill": "0"}
         return self.page(pages.subscription_form_page(
-            self.chrome(request["session"]), "Add a subscription", "/subscriptions", values,
+            self.chrome(self.session(request)), "Add a subscription", "/subscriptions", values,
             {}, editing=False,
         ))
 
     async def add(self, request: web.Request) -> web.Response:
-        session: Session = request["session"]
-        read = forms.subscription_form(request["form"])
+        session: Session = self.session(request)
+        read = forms.subscription_form(self.form(request))
         if read.spec is None:
             return self.page(pages.subscription_form_page(
                 self.chrome(session), "Add a subscription", "/subscriptions", read.values,
@@ -207,7 +220,7 @@ class _Panel:
 
     async def edit_form(self, request: web.Request) -> web.Response:
         sub = await self._editable(request)
-        chrome = self.chrome(request["session"])
+        chrome = self.chrome(self.session(request))
         if sub.source is SubscriptionSource.CONFIG:
             return self.page(pages.message_page(
                 f"Subscription {sub.id}",
@@ -219,11 +232,11 @@ class _Panel:
         ))
 
     async def edit(self, request: web.Request) -> web.Response:
-        session: Session = request["session"]
+        session: Session = self.session(request)
         sub = await self._editable(request)
         path = f"/subscriptions/{sub.id}"
         title = f"Edit subscription {sub.id}"
-        read = forms.subscription_form(request["form"])
+        read = forms.subscription_form(self.form(request))
         if read.spec is None:
             return self.page(pages.subscription_form_page(
                 self.chrome(session), title, path, read.values, read.problems, editing=True,
@@ -239,19 +252,19 @@ class _Panel:
 
     async def remove(self, request: web.Request) -> web.Response:
         sub = await self._editable(request)
-        session: Session = request["session"]
+        session: Session = self.session(request)
         reply = await self.change(session, RemoveSubscription(sub.id))
         return self.back(session, reply, "/subscriptions")
 
     async def pause(self, request: web.Request) -> web.Response:
-        platform, channel = forms.target_form(request["form"])
-        session: Session = request["session"]
+        platform, channel = forms.target_form(self.form(request))
+        session: Session = self.session(request)
         reply = await self.change(session, PauseChannel(platform, channel))
         return self.back(session, reply, "/subscriptions")
 
     async def resume(self, request: web.Request) -> web.Response:
-        platform, channel = forms.target_form(request["form"])
-        session: Session = request["session"]
+        platform, channel = forms.target_form(self.form(request))
+        session: Session = self.session(request)
         reply = await self.change(session, ResumeChannel(platform, channel))
         return self.back(session, reply, "/")
 
@@ -266,7 +279,7 @@ class _Panel:
         rows = await queries.delivery_log(db, wanted) if wanted is not None else []
         targets = await queries.delivery_targets(db)
         return self.page(pages.deliveries_page(
-            self.chrome(request["session"]), rows, wanted or queries.LogFilter(), targets, raw,
+            self.chrome(self.session(request)), rows, wanted or queries.LogFilter(), targets, raw,
             problem, queries.MAX_LOG_ROWS,
         ), 400 if problem else 200)
 
@@ -278,7 +291,7 @@ class _Panel:
         unscored = await queries.recent_articles(db, unscored_only=True)
         bad = await self.parts.state.bad_files()
         return self.page(pages.store_page(
-            self.chrome(request["session"]), facts, recent, unscored, bad, topic
+            self.chrome(self.session(request)), facts, recent, unscored, bad, topic
         ))
 
     async def article(self, request: web.Request) -> web.Response:
@@ -288,7 +301,7 @@ class _Panel:
         if found is None:
             return self.page(pages.message_page(
                 "No such article", "The bot has no article with that URL.",
-                self.chrome(request["session"])), 404)
+                self.chrome(self.session(request))), 404)
         report = await explain(
             state, found, routing_defaults(self.parts.config), self.parts.clock.now()
         )
@@ -304,7 +317,7 @@ class _Panel:
             if spec.preview_html is not None
         ]
         return self.page(pages.article_page(
-            self.chrome(request["session"]), found, report, story, previews, rows
+            self.chrome(self.session(request)), found, report, story, previews, rows
         ))
 
     async def stylesheet(self, request: web.Request) -> web.Response:
@@ -334,13 +347,13 @@ class _Panel:
         ) else ""
         sub_path = sub_path.removeprefix(pages.ROOT)
         session, new_id = self.session_of(request)
-        request["session"] = session
+        form: dict[str, str] = {}
         if request.method == "POST":
             if not same_origin(request):
                 log.warning("panel: refused a cross-site post to %s", request.path)
                 return self.page(pages.message_page(
                     "Refused", "That request came from another site; nothing was changed."), 403)
-            request["form"] = await read_form(request, self.parts.body_timeout_s)
+            form = await read_form(request, self.parts.body_timeout_s)
         if sub_path not in _OPEN:
             if session is None:
                 if request.method == "POST":
@@ -348,7 +361,7 @@ class _Panel:
                         "Refused", "Log in first; nothing was changed."), 403)
                 raise web.HTTPSeeOther(pages.url("/login"))
             if request.method == "POST" and not session.forms.take(
-                request["form"].get(TOKEN_FIELD), self.parts.clock.time()
+                form.get(TOKEN_FIELD), self.parts.clock.time()
             ):
                 log.warning("panel: refused a post to %s without a valid form token",
                             request.path)
@@ -357,7 +370,11 @@ class _Panel:
                     "That form was not one this session was given, or it was sent already; "
                     "nothing was changed. Reload the page and try again.",
                     self.chrome(session)), 403)
-        response = await handler(request)
+        self._found[id(request)] = (session, form)
+        try:
+            response = await handler(request)
+        finally:
+            del self._found[id(request)]
         if new_id is not None:
             self.set_cookie(request, response, new_id)
         return response
@@ -414,6 +431,11 @@ async def guard(
     except web.HTTPException as exc:
         exc.headers.update(SECURITY_HEADERS)
         raise
+    except forms.FormError as exc:
+        response = web.Response(
+            status=400, content_type="text/html", charset="utf-8",
+            text=str(pages.message_page("Not understood", f"{exc}; nothing was changed.")),
+        )
     except Exception as exc:
         where = traceback.extract_tb(exc.__traceback__)[-1]
         log.error(
