@@ -190,11 +190,10 @@ async def test_wrong_passwords_are_rate_limited_then_allowed_again(panel: Panel)
 
 
 async def test_a_login_post_without_its_form_token_is_refused(panel: Panel) -> None:
-    async with panel.client() as client:
-        async with client.post(
-            f"{panel.url}/panel/login", data={"password": PASSWORD}, allow_redirects=False
-        ) as answer:
-            assert answer.status == 403 and COOKIE not in answer.cookies
+    async with panel.client() as client, client.post(
+        f"{panel.url}/panel/login", data={"password": PASSWORD}, allow_redirects=False
+    ) as answer:
+        assert answer.status == 403 and COOKIE not in answer.cookies
     async with panel.client() as client:
         token = await panel.token(client, "/panel/login")
         for status in (303, 403):  # a login form's token is good once
@@ -228,9 +227,11 @@ async def test_forged_posts_are_refused_and_change_nothing(panel: Panel) -> None
             allow_redirects=False,
         ) as answer:
             assert answer.status == 403
-    async with panel.client() as stranger:  # no session at all
-        async with stranger.post(remove, data={"csrf": token}, allow_redirects=False) as answer:
-            assert answer.status == 403
+    async with (
+        panel.client() as stranger,  # no session at all
+        stranger.post(remove, data={"csrf": token}, allow_redirects=False) as answer,
+    ):
+        assert answer.status == 403
     assert await panel.state.subscription(sub.id) == sub
 
 
