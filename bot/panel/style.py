@@ -20,7 +20,7 @@ a { color: var(--accent); }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { text-align: left; vertical-align: top; padding: .35rem .5rem;
-  border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
+  border-bottom: 1px solid var(--line); overflow-wrap: break-word; word-break: normal; }
 th { color: var(--muted); font-weight: 600; white-space: nowrap; }
 table.facts td:first-child { color: var(--muted); width: 12rem; }
 .flash { padding: .5rem .75rem; border-radius: 6px; border: 1px solid var(--line); }
@@ -32,7 +32,7 @@ small.problem { color: var(--bad); }
 form.inline { display: inline; margin: 0; }
 button, .button { font: inherit; padding: .3rem .8rem; border-radius: 6px; cursor: pointer;
   border: 1px solid var(--accent); background: var(--accent); color: var(--bg);
-  text-decoration: none; display: inline-block; }
+  text-decoration: none; display: inline-block; white-space: nowrap; }
 form.inline button { padding: .1rem .6rem; background: transparent; color: var(--accent); }
 input, select { font: inherit; padding: .3rem .4rem; border: 1px solid var(--line);
   border-radius: 4px; background: var(--bg); color: var(--fg); max-width: 100%; }
