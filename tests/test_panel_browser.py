@@ -151,6 +151,9 @@ async def test_an_operator_drives_the_panel_through_what_the_bot_really_did(
     bot = Bot(fake, tmp_path, RunningClock())
     bot.store.add("already-there", "An AI story the first scan recorded", quality=95)
     bot.store.add("hostile", HOSTILE, quality=120)
+    bot.store.add("robots", "A robotics story", topics=("Robotics",), quality=64)
+    bot.store.add("unscored", "An AI story nobody scored", quality=None)  # type: ignore[arg-type]
+    (bot.store.root / "broken.md").write_text("no front matter here\n", encoding="utf-8")
     base = await bot.start()
     try:
         # Log in: a wrong password first.
@@ -220,6 +223,8 @@ async def test_an_operator_drives_the_panel_through_what_the_bot_really_did(
         # A hostile title renders inert, in the store and on its article page.
         await page.goto(f"{base}/panel/store")
         await expect(page.locator("svg.histogram rect.bar").first).to_be_attached()
+        await expect(page.locator("main")).to_contain_text("An AI story nobody scored")
+        await expect(page.locator("main")).to_contain_text("broken.md")
         await shot(page, "store")
         await page.get_by_role("link", name=HOSTILE).first.click()
         await expect(page.locator("h1")).to_have_text(HOSTILE)
