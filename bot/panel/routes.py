@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from aiohttp import web
 
@@ -124,7 +125,8 @@ class _Panel:
             self.parts.wake_delivery()
         return reply
 
-    def back(self, session: Session, reply: ChangeReply, path: str) -> web.Response:
+    def back(self, session: Session, reply: ChangeReply, path: str) -> NoReturn:
+        """After a change: its outcome on the next page (post, redirect, get)."""
         session.flash.append((reply.ok, reply.text))
         raise web.HTTPSeeOther(pages.url(path))
 
