@@ -463,6 +463,12 @@ def _check_config(config: Config, out: TextIO) -> int:
     secrets = Secrets(os.environ)
     store = store_problem(config)
     problems = ([store] if store else []) + credential_problems(config, targets, secrets)
+    if config.panel.enabled:
+        from bot.panel.auth import panel_access
+
+        access = panel_access(config, secrets)
+        if isinstance(access, str):
+            problems.append(access)
     notes = command_notes(command_plans(config, platforms_in_use(targets, secrets), secrets))
     where = config.source or "embedded defaults"
     out.write(f"{where}: {'ok' if not problems else 'problems found'}\n")
@@ -482,32 +488,53 @@ def _check_config(config: Config, out: TextIO) -> int:
 
 
 async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """Parse the options into a request of `bot.commands`, and print its reply."""
     from bot.clock import SystemClock
-    from bot.routing import Verdict, judge
+    from bot.commands import (
+        AddSubscription,
+        Commands,
+        ListSubscriptions,
+        RemoveChannelSubscriptions,
+        RemoveSubscription,
+        operator,
+    )
+    from bot.config import subscription_origin
     from bot.state import State, StateError
-    from bot.worker import routing_defaults, subscription_from_spec
+    from bot.worker import routing_defaults
 
+    if args.action == "remove" and args.id is None and not (args.platform and args.channel):
+        print(
+            "newsbot: give --id, or --platform and --channel (and optionally --topic)",
+            file=sys.stderr,
+        )
+        return 2
     clock = SystemClock()
     try:
         state = await State.open(config.database.path, clock)
     except StateError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
+    commands = Commands(
+        state, routing_defaults(config), clock,
+        origin=lambda sub: subscription_origin(config, sub.platform, sub.channel, sub.topics),
+    )
+    caller = operator("cli", SubscriptionSource.CLI)
     try:
         if args.action == "list":
-            subs = await state.subscriptions()
-            if not subs:
+            listed = await commands.handle(caller, ListSubscriptions())
+            if not listed.subscriptions:
                 out.write("no subscriptions\n")
-            for s in subs:
+            for s in listed.subscriptions:
                 out.write(printable(f"{s.id:4}  {s.describe(config.min_quality)}") + "\n")
             return 0
         if args.action == "add":
-            mention = None
             if args.mention is not None:
+                # Checked here too, to name the option (its rule needs the platform, so
+                # argparse cannot).
                 from bot.platforms.registry import check_mention
 
                 try:
-                    mention = check_mention(args.platform, args.mention)
+                    check_mention(args.platform, args.mention)
                 except validation.InvalidValue as exc:
                     print(
                         printable(
@@ -517,70 +544,63 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                         file=sys.stderr,
                     )
                     return 2
-            spec = SubscriptionSpec(
-                platform=args.platform,
-                channel=args.channel,
-                topics=tuple(args.topic),
-                min_quality=args.min_quality,
-                include_unscored=args.include_unscored,
-                backfill=args.backfill,
-                providers_include=tuple(args.provider),
-                providers_exclude=tuple(args.exclude_provider),
-                keywords=tuple(args.keyword),
-                max_age_days=args.max_age_days,
-                late_coverage=args.late_coverage,
-                headline_margin=args.headline_margin,
-                mode=args.mode,
-                digest_at=args.digest_at,
-                timezone=args.timezone,
-                quiet_hours=args.quiet_hours,
-                breaking_quality=args.breaking_quality,
-                breaking_outlets=args.breaking_outlets,
-                mention=mention,
-            )
-            defaults = routing_defaults(config)
-            ran_before = await state.backfill_ran(spec.platform, spec.channel, spec.topics)
-            stored, created = await state.add_subscription(
-                subscription_from_spec(spec, SubscriptionSource.CLI),
-                lambda sub, article: judge(article, sub, defaults, clock.now())
-                is Verdict.DELIVER,
-            )
-            verb = "added" if created else "updated"
-            shown = stored.describe(config.min_quality)
-            out.write(printable(f"{verb} subscription {stored.id}: {shown}") + "\n")
-            if created and spec.backfill and ran_before:
+            added = await commands.handle(caller, AddSubscription(_spec_of(args)))
+            if added.refused:
+                _refuse_config_owned(config, list(added.refused))
+                return 2
+            if added.subscription is None:
+                print(printable(f"newsbot: subscriptions add: {added.text}"), file=sys.stderr)
+                return 2
+            verb = "added" if added.created else "updated"
+            shown = added.subscription.describe(config.min_quality)
+            out.write(printable(f"{verb} subscription {added.subscription.id}: {shown}") + "\n")
+            if added.backfill_skipped:
                 out.write(
                     "backfill already ran once for this channel and topics: not again "
                     "(it never runs twice)\n"
                 )
             return 0
         if args.id is not None:
-            found = await state.subscription(args.id)
-            if found is not None and found.source is SubscriptionSource.CONFIG:
-                _refuse_config_owned(config, [found])
+            removed = await commands.handle(caller, RemoveSubscription(args.id))
+            if removed.refused:
+                _refuse_config_owned(config, list(removed.refused))
                 return 1
-            removed = await state.remove_subscription_by_id(args.id)
-            out.write(f"removed subscription {args.id}\n" if removed else "no such id\n")
-            return 0 if removed else 1
-        if not (args.platform and args.channel):
-            print(
-                "newsbot: give --id, or --platform and --channel (and optionally --topic)",
-                file=sys.stderr,
-            )
-            return 2
-        owned = [
-            s
-            for s in await state.subscriptions(args.platform, args.channel)
-            if s.source is SubscriptionSource.CONFIG
-            and (args.topic is None or args.topic.casefold() in {t.casefold() for t in s.topics})
-        ]
-        count = await state.remove_subscriptions(args.platform, args.channel, args.topic)
-        out.write(f"changed {count} subscription(s)\n")
-        if owned:
-            _refuse_config_owned(config, owned)
-        return 0 if count else 1
+            out.write(f"removed subscription {args.id}\n" if removed.ok else "no such id\n")
+            return 0 if removed.ok else 1
+        changed = await commands.handle(
+            caller, RemoveChannelSubscriptions(args.platform, args.channel, args.topic)
+        )
+        out.write(f"changed {changed.changed} subscription(s)\n")
+        if changed.refused:
+            _refuse_config_owned(config, list(changed.refused))
+        return 0 if changed.changed else 1
     finally:
         await state.aclose()
+
+
+def _spec_of(args: argparse.Namespace) -> SubscriptionSpec:
+    """`subscriptions add`'s options as a subscription (argparse checked each already)."""
+    return SubscriptionSpec(
+        platform=args.platform,
+        channel=args.channel,
+        topics=tuple(args.topic),
+        min_quality=args.min_quality,
+        include_unscored=args.include_unscored,
+        backfill=args.backfill,
+        providers_include=tuple(args.provider),
+        providers_exclude=tuple(args.exclude_provider),
+        keywords=tuple(args.keyword),
+        max_age_days=args.max_age_days,
+        late_coverage=args.late_coverage,
+        headline_margin=args.headline_margin,
+        mode=args.mode,
+        digest_at=args.digest_at,
+        timezone=args.timezone,
+        quiet_hours=args.quiet_hours,
+        breaking_quality=args.breaking_quality,
+        breaking_outlets=args.breaking_outlets,
+        mention=args.mention,
+    )
 
 
 def _refuse_config_owned(config: Config, subs: list[Subscription]) -> None:

@@ -1,7 +1,12 @@
-"""What the chat commands mean, whatever the platform: typed request in, typed reply out.
+"""What the commands mean, whatever the interface: a typed request in, a typed reply out,
+through one entry (`Commands.handle(caller, request)`).
 
-Adapters (Discord, Slack) only translate: they parse their platform's event into these calls,
-decide whether the caller may manage the channel, and render the reply.
+Chat requests (find news, subscribe, unsubscribe, list, topics) act on the caller's channel.
+Operator requests (add, edit, remove by id, pause and resume a channel) name their target and
+are taken only from an operator: the CLI and the web panel, which run with the whole bot's
+authority. The adapters (Discord, Slack), the CLI and the panel only parse their input into
+these requests, decide who the caller is (and whether they may manage the channel), and render
+the reply.
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ import difflib
 import functools
 import zoneinfo
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import overload
 
 from bot import validation
 from bot.articles import Article
 from bot.clock import Clock
+from bot.config import SubscriptionSpec
 from bot.credentials import Blocked
 from bot.platforms.registry import check_mention
 from bot.routing import RoutingDefaults, Verdict, judge
@@ -27,11 +34,12 @@ from bot.schedule_time import (
     parse_time_of_day,
 )
 from bot.state import State
-from bot.subscriptions import Subscription, SubscriptionSource
+from bot.subscriptions import Subscription, SubscriptionSource, topics_key
 from bot.validation import MAX_NEWS_COUNT as MAX_NEWS_COUNT
 
 DEFAULT_NEWS_COUNT = 5
 MAX_TOPIC_LENGTH = 100
+MAX_CHANNEL_LENGTH = 200  # ids are short; a webhook target's name a little longer
 MANAGE_REFUSAL = (
     "Only members who can manage this channel may change its subscriptions "
     "(Discord: the Manage Channels permission; Slack: see the bot's `manage` setting)."
@@ -44,6 +52,14 @@ class Caller:
     channel: str
     user_id: str
     can_manage: bool  # decided by the adapter from the platform's permissions
+    # Whoever runs the bot (the CLI, a logged-in panel user): may act on any channel.
+    operator: bool = False
+    via: SubscriptionSource = SubscriptionSource.CHAT  # marks the subscriptions it makes
+
+
+def operator(who: str, via: SubscriptionSource) -> Caller:
+    """The caller of the CLI or the panel: no channel of its own, every channel to manage."""
+    return Caller(platform="", channel="", user_id=who, can_manage=True, operator=True, via=via)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +85,110 @@ class SubscriptionsReply:
 class TopicsReply:
     text: str
     topics: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeReply:
+    """The outcome of an operator's change (CLI, panel)."""
+
+    ok: bool
+    text: str
+    subscription: Subscription | None = None  # the one added or changed
+    created: bool = False
+    backfill_skipped: bool = False  # asked for, but it ran before for this channel and topics
+    changed: int = 0  # how many subscriptions changed
+    refused: tuple[Subscription, ...] = ()  # owned by the config file: left as they are
+
+
+# --- the requests ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FindNews:
+    topic: str
+    count: int = DEFAULT_NEWS_COUNT
+    min_quality: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    """Subscribe the caller's channel to a topic."""
+
+    topic: str
+    min_quality: float | None = None
+    timing: Timing = field(default_factory=lambda: Timing())
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListSubscriptions:
+    """The caller's channel's subscriptions; every subscription for an operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListTopics:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AddSubscription:
+    """Add (or update: same channel and topics) a subscription with every setting."""
+
+    spec: SubscriptionSpec
+
+
+@dataclass(frozen=True, slots=True)
+class EditSubscription:
+    """Change a subscription's settings (its channel stays; its topics may change)."""
+
+    subscription_id: int
+    spec: SubscriptionSpec
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSubscription:
+    subscription_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveChannelSubscriptions:
+    """A channel's subscriptions carrying `topic`, or all of them."""
+
+    platform: str
+    channel: str
+    topic: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PauseChannel:
+    platform: str
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeChannel:
+    """Resume a paused channel (also one the platform refused: try it again)."""
+
+    platform: str
+    channel: str
+
+
+ChatRequest = FindNews | Subscribe | Unsubscribe | ListSubscriptions | ListTopics
+OperatorRequest = (
+    AddSubscription
+    | EditSubscription
+    | RemoveSubscription
+    | RemoveChannelSubscriptions
+    | PauseChannel
+    | ResumeChannel
+)
+Request = ChatRequest | OperatorRequest
+AnyReply = Reply | NewsReply | SubscriptionsReply | TopicsReply | ChangeReply
+OPERATORS_ONLY = "Only whoever runs the bot (the CLI, the web panel) may do that."
 
 
 class BadArgument(ValueError):
@@ -185,6 +305,65 @@ def check_quality(min_quality: float | None) -> float | None:
         return validation.quality_floor(min_quality)
     except validation.InvalidValue as exc:
         raise BadArgument(f"The minimum quality must be {exc.expected}.") from None
+
+
+def _rule(what: str, value: object, check: Callable[[], object]) -> None:
+    try:
+        check()
+    except validation.InvalidValue as exc:
+        raise BadArgument(f"{what} must be {exc.expected}; got {value!r}.") from None
+
+
+def check_spec(spec: SubscriptionSpec) -> SubscriptionSpec:
+    """Every setting of a subscription held to the one rule (bot/validation.py), whoever
+    built it: the same checks as the config file and the command line. Returns it with its
+    topics cleaned and its mention in the platform's bare form."""
+    from bot.platforms.registry import PLATFORMS
+
+    if spec.platform not in PLATFORMS:
+        raise BadArgument(f"The platform must be one of {', '.join(PLATFORMS)}.")
+    channel = spec.channel.strip()
+    if not channel or len(channel) > MAX_CHANNEL_LENGTH:
+        raise BadArgument(
+            f"The channel must be the platform's channel id (1 to {MAX_CHANNEL_LENGTH} "
+            "characters)."
+        )
+    s = spec
+    _rule("The backfill", s.backfill, lambda: validation.backfill(s.backfill))
+    _rule("Late coverage", s.late_coverage, lambda: validation.late_coverage(s.late_coverage))
+    _rule("The headline margin", s.headline_margin,
+          lambda: validation.headline_margin(s.headline_margin))
+    _rule("The mode", s.mode, lambda: validation.delivery_mode(s.mode))
+    _rule("The digest time", s.digest_at, lambda: validation.time_of_day(s.digest_at))
+    _rule("The time zone", s.timezone, lambda: validation.timezone(s.timezone))
+    _rule("The breaking quality", s.breaking_quality,
+          lambda: validation.breaking_quality(s.breaking_quality))
+    _rule("The breaking outlets", s.breaking_outlets,
+          lambda: validation.breaking_outlets(s.breaking_outlets))
+    if s.min_quality is not None:
+        floor = s.min_quality
+        _rule("The minimum quality", floor, lambda: validation.quality_floor(floor))
+    if s.max_age_days is not None:
+        days = s.max_age_days
+        _rule("The maximum age", days, lambda: validation.max_age_days(days))
+    if s.quiet_hours is not None:
+        quiet = s.quiet_hours
+        _rule("Quiet hours", quiet, lambda: validation.quiet_hours(quiet))
+    mention = spec.mention
+    if mention is not None:
+        mention = _checked(mention, lambda v: check_mention(spec.platform, v), "The mention")
+    words = (*spec.providers_include, *spec.providers_exclude, *spec.keywords)
+    if any(len(w) > MAX_TOPIC_LENGTH for w in words):
+        raise BadArgument(f"A provider or keyword is at most {MAX_TOPIC_LENGTH} characters.")
+    topics = tuple(dict.fromkeys(clean_topic(t) for t in spec.topics))
+    return replace(
+        spec,
+        channel=channel,
+        topics=topics,
+        mention=mention,
+        digest_at=validation.time_of_day(s.digest_at),
+        quiet_hours=None if s.quiet_hours is None else validation.quiet_hours(s.quiet_hours),
+    )
 
 
 # Whether the bot can post to (platform, channel) with the secrets at hand: None, or what is
@@ -367,3 +546,211 @@ class Commands:
         starts = [n for n in names if n.casefold().startswith(wanted)]
         contains = [n for n in names if wanted in n.casefold() and n not in starts]
         return (starts + contains)[:limit]
+
+    # --- the one entry ---------------------------------------------------------------------
+
+    @overload
+    async def handle(self, caller: Caller, request: FindNews) -> NewsReply: ...
+    @overload
+    async def handle(self, caller: Caller, request: ListSubscriptions) -> SubscriptionsReply: ...
+    @overload
+    async def handle(self, caller: Caller, request: ListTopics) -> TopicsReply: ...
+    @overload
+    async def handle(self, caller: Caller, request: Subscribe | Unsubscribe) -> Reply: ...
+    @overload
+    async def handle(self, caller: Caller, request: OperatorRequest) -> ChangeReply: ...
+
+    async def handle(self, caller: Caller, request: Request) -> AnyReply:
+        """What `request` means for `caller`: every interface comes in here."""
+        match request:
+            case FindNews(topic, count, min_quality):
+                return await self.news(topic, count, min_quality)
+            case Subscribe(topic, min_quality, timing):
+                return await self.subscribe(caller, topic, min_quality, timing)
+            case Unsubscribe(topic):
+                return await self.unsubscribe(caller, topic)
+            case ListSubscriptions():
+                if caller.operator:
+                    return await self._all_subscriptions()
+                return await self.subscriptions(caller)
+            case ListTopics():
+                return await self.topics()
+        if not (caller.operator and caller.can_manage):
+            return ChangeReply(ok=False, text=OPERATORS_ONLY)
+        try:
+            return await self._operate(caller, request)
+        except BadArgument as exc:
+            return ChangeReply(ok=False, text=str(exc))
+
+    async def _operate(self, caller: Caller, request: OperatorRequest) -> ChangeReply:
+        match request:
+            case AddSubscription(spec):
+                return await self._add(check_spec(spec), caller.via)
+            case EditSubscription(sub_id, spec):
+                return await self._edit(sub_id, check_spec(spec))
+            case RemoveSubscription(sub_id):
+                return await self._remove_one(sub_id)
+            case RemoveChannelSubscriptions(platform, channel, topic):
+                return await self._remove_channel(platform, channel, topic)
+            case PauseChannel(platform, channel):
+                return await self._pause(platform, channel, caller.user_id)
+            case ResumeChannel(platform, channel):
+                return await self._resume(platform, channel)
+        raise AssertionError(f"unhandled request {request!r}")
+
+    # --- operator requests ---------------------------------------------------------------------
+
+    def _owned_text(self, sub: Subscription) -> str:
+        where = self._origin(sub) if self._origin else "the bot's config file"
+        return (
+            f"Subscription {sub.id} ({sub.platform}:{sub.channel}) is defined in {where}; the "
+            "config file owns it: edit the file, and the next start applies it here."
+        )
+
+    async def _all_subscriptions(self) -> SubscriptionsReply:
+        subs = tuple(await self._state.subscriptions())
+        if not subs:
+            return SubscriptionsReply(text="There are no subscriptions.")
+        lines = [f"{s.id}: {s.describe(self._defaults.min_quality)}" for s in subs]
+        return SubscriptionsReply(text="\n".join(lines), subscriptions=subs)
+
+    async def _store(self, spec: SubscriptionSpec, source: SubscriptionSource) -> ChangeReply:
+        from bot.worker import subscription_from_spec
+
+        now = self._clock.now()
+        ran_before = await self._state.backfill_ran(spec.platform, spec.channel, spec.topics)
+        stored, created = await self._state.add_subscription(
+            subscription_from_spec(spec, source),
+            lambda sub, art: judge(art, sub, self._defaults, now) is Verdict.DELIVER,
+        )
+        stored = await self._keep_channel_state(stored)
+        verb = "Added" if created else "Updated"
+        return ChangeReply(
+            ok=True,
+            text=f"{verb} subscription {stored.id}: {stored.describe(self._defaults.min_quality)}",
+            subscription=stored,
+            created=created,
+            backfill_skipped=created and spec.backfill > 0 and ran_before,
+            changed=1,
+        )
+
+    async def _keep_channel_state(self, stored: Subscription) -> Subscription:
+        """A subscription joins its channel as the channel is: parked when the bot cannot post
+        there (a missing secret), or while the channel is paused."""
+        missing = self._blocked(stored.platform, stored.channel) if self._blocked else None
+        if missing is not None:
+            await self._state.park_channel(
+                stored.platform, stored.channel, missing.reason, cause=missing.variable
+            )
+        elif not stored.is_parked:
+            paused = [
+                s for s in await self._state.subscriptions(stored.platform, stored.channel)
+                if s.is_parked
+            ]
+            if paused:
+                await self._state.park_channel(
+                    stored.platform, stored.channel, paused[0].parked_reason or "paused",
+                    cause=paused[0].parked_for,
+                )
+        return await self._state.subscription(stored.id) or stored
+
+    async def _add(self, spec: SubscriptionSpec, source: SubscriptionSource) -> ChangeReply:
+        existing = [
+            s for s in await self._state.subscriptions(spec.platform, spec.channel)
+            if topics_key(s.topics) == topics_key(spec.topics)
+        ]
+        if existing and existing[0].source is SubscriptionSource.CONFIG:
+            return ChangeReply(ok=False, text=self._owned_text(existing[0]), refused=(existing[0],))
+        return await self._store(spec, source)
+
+    async def _edit(self, sub_id: int, spec: SubscriptionSpec) -> ChangeReply:
+        current = await self._state.subscription(sub_id)
+        if current is None:
+            return ChangeReply(ok=False, text=f"There is no subscription {sub_id}.")
+        if current.source is SubscriptionSource.CONFIG:
+            return ChangeReply(ok=False, text=self._owned_text(current), refused=(current,))
+        if (spec.platform, spec.channel) != (current.platform, current.channel):
+            raise BadArgument(
+                "An edit keeps the subscription's platform and channel; add a new subscription "
+                "for another channel."
+            )
+        if topics_key(spec.topics) == topics_key(current.topics):
+            return await self._store(replace(spec, backfill=current.backfill), current.source)
+        twins = [
+            s for s in await self._state.subscriptions(spec.platform, spec.channel)
+            if topics_key(s.topics) == topics_key(spec.topics)
+        ]
+        if twins:
+            raise BadArgument(
+                f"This channel already has subscription {twins[0].id} to these topics: edit "
+                "that one instead."
+            )
+        # New topics are a new row (a channel has one per set of topics): made first, so the
+        # channel never has none and keeps its queued posts, then the old row goes. An edit
+        # does not backfill.
+        added = await self._store(replace(spec, backfill=0), current.source)
+        await self._state.remove_subscription_by_id(sub_id)
+        assert added.subscription is not None
+        return replace(
+            added,
+            created=False,
+            text=f"Updated subscription {sub_id}, now {added.subscription.id}: "
+            f"{added.subscription.describe(self._defaults.min_quality)}",
+        )
+
+    async def _remove_one(self, sub_id: int) -> ChangeReply:
+        found = await self._state.subscription(sub_id)
+        if found is None:
+            return ChangeReply(ok=False, text=f"There is no subscription {sub_id}.")
+        if found.source is SubscriptionSource.CONFIG:
+            return ChangeReply(ok=False, text=self._owned_text(found), refused=(found,))
+        removed = await self._state.remove_subscription_by_id(sub_id)
+        if not removed:
+            return ChangeReply(ok=False, text=f"There is no subscription {sub_id}.")
+        return ChangeReply(ok=True, text=f"Removed subscription {sub_id}.", changed=1)
+
+    async def _remove_channel(self, platform: str, channel: str, topic: str | None) -> ChangeReply:
+        owned = tuple(
+            s
+            for s in await self._state.subscriptions(platform, channel)
+            if s.source is SubscriptionSource.CONFIG
+            and (topic is None or topic.casefold() in {t.casefold() for t in s.topics})
+        )
+        count = await self._state.remove_subscriptions(platform, channel, topic)
+        text = f"Changed {count} subscription(s)."
+        if owned:
+            text += " " + " ".join(self._owned_text(s) for s in owned)
+        return ChangeReply(ok=count > 0, text=text, changed=count, refused=owned)
+
+    async def _pause(self, platform: str, channel: str, who: str) -> ChangeReply:
+        subs = await self._state.subscriptions(platform, channel)
+        if not subs:
+            return ChangeReply(ok=False, text=f"{platform}:{channel} has no subscriptions.")
+        if any(s.is_parked for s in subs):
+            return ChangeReply(ok=False, text=f"{platform}:{channel} is paused already.")
+        # Paused like a channel the platform refused: its queued posts wait, and nothing new
+        # is routed to it until it is resumed (a restart keeps it paused).
+        reason = f"paused by {who}"
+        count = await self._state.park_channel(platform, channel, reason)
+        return ChangeReply(
+            ok=True,
+            text=f"Paused {platform}:{channel} ({count} subscription(s)); its queued posts wait.",
+            changed=count,
+        )
+
+    async def _resume(self, platform: str, channel: str) -> ChangeReply:
+        missing = self._blocked(platform, channel) if self._blocked else None
+        if missing is not None:
+            return ChangeReply(
+                ok=False,
+                text=f"{platform}:{channel} cannot be resumed from here: {missing.reason}.",
+            )
+        count = await self._state.unpark_channel(platform, channel)
+        if not count:
+            return ChangeReply(ok=False, text=f"{platform}:{channel} is not paused.")
+        return ChangeReply(
+            ok=True,
+            text=f"Resumed {platform}:{channel} ({count} subscription(s)); its queued posts go "
+            "now.",
+            changed=count,
+        )

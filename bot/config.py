@@ -19,6 +19,7 @@ from bot.render.style import RenderStyle
 
 DEFAULT_MIN_QUALITY = 40.0
 DEFAULT_CONFIG_ENV = "NEWSBOT_CONFIG"
+PANEL_PASSWORD_ENV = "NEWSBOT_PANEL_PASSWORD"  # or a file named by NEWSBOT_PANEL_PASSWORD_FILE
 
 
 class ConfigError(Exception):
@@ -117,6 +118,20 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PanelConfig:
+    """The web panel (bot/panel/), on the HTTP server. Its password is a secret: from
+    NEWSBOT_PANEL_PASSWORD or the file named by NEWSBOT_PANEL_PASSWORD_FILE."""
+
+    enabled: bool = False
+    # A header that an authenticating reverse proxy sets to the user's name (and strips from
+    # what clients send): a request carrying it is logged in. Empty: the password form only.
+    trusted_header: str = ""
+    # TLS ends at a proxy in front: the session cookie is `Secure` (it is also when the
+    # request itself came over TLS).
+    behind_tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     store: StoreConfig
     database: DatabaseConfig
@@ -130,6 +145,7 @@ class Config:
     discord: DiscordConfig = field(default_factory=DiscordConfig)
     slack: SlackConfig = field(default_factory=SlackConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
     source: Path | None = None  # the file this came from; None for the embedded default
 
 
@@ -378,6 +394,26 @@ def _http(r: _Reader) -> HttpConfig:
     )
 
 
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+
+
+def _panel(r: _Reader, http: HttpConfig) -> PanelConfig:
+    r.check_unknown({"enabled", "trusted_header", "behind_tls"})
+    enabled = r.boolean("enabled", False)
+    header = r.string("trusted_header", "")
+    if header and not _HEADER_NAME.fullmatch(header):
+        r.fail("trusted_header", "an HTTP header name (letters, digits and -)", header)
+        header = ""
+    if enabled and not http.enabled:
+        r.error(
+            "`panel.enabled` needs the HTTP server: set `enabled = true` under [http] too",
+            "panel.enabled",
+        )
+    return PanelConfig(
+        enabled=enabled, trusted_header=header, behind_tls=r.boolean("behind_tls", False)
+    )
+
+
 def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
     """Validate a parsed TOML document. Relative paths are resolved against `base`. Every
     problem is found in one reading: `ConfigErrors` carries them all."""
@@ -386,7 +422,7 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
     top.check_unknown(
         {
             "min_quality", "include_unscored", "max_age_days", "store", "database",
-            "subscriptions", "render", "logging", "http",
+            "subscriptions", "render", "logging", "http", "panel",
         }
         | {spec.config_section for spec in PLATFORMS.values() if spec.config_section}
     )
@@ -404,6 +440,7 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
         top.error("`subscriptions` must be written as [[subscriptions]] tables", "subscriptions")
         subscriptions_raw = []
     subscriptions = [_subscription(top, t, i) for i, t in enumerate(subscriptions_raw)]
+    http = _http(top.nested("http"))
 
     store_path = store_r.string("path", "seeds") or "seeds"
     db_path = db_r.string("path", "newsbot.db") or "newsbot.db"
@@ -425,7 +462,8 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
         log_format=log_r.string("format", "text", ("text", "json")),
         discord=_discord(top.nested("discord")),
         slack=_slack(top.nested("slack")),
-        http=_http(top.nested("http")),
+        http=http,
+        panel=_panel(top.nested("panel"), http),
         source=None,
     )
     if errors:

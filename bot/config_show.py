@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from bot.config import Config, SubscriptionSpec
+from bot.config import PANEL_PASSWORD_ENV, Config, SubscriptionSpec
 from bot.platforms.registry import PLATFORMS
 
 
@@ -38,6 +38,8 @@ def _bool(value: bool) -> str:
 def secret_variables(config: Config) -> list[str]:
     """Every secret the platforms may read, and the webhook variables the config names."""
     names = [secret.variable for spec in PLATFORMS.values() for secret in spec.secrets]
+    if config.panel.enabled:
+        names.append(PANEL_PASSWORD_ENV)
     for sub in config.subscriptions:
         variable = PLATFORMS[sub.platform].webhook_variable(sub.channel)
         if variable and variable not in names:
@@ -137,6 +139,10 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
         f"enabled = {_bool(config.http.enabled)}",
         f"host = {toml_string(config.http.host)}",
         f"port = {config.http.port}",
+        "[panel]",
+        f"enabled = {_bool(config.panel.enabled)}",
+        f"trusted_header = {toml_string(config.panel.trusted_header)}",
+        f"behind_tls = {_bool(config.panel.behind_tls)}",
     ]
     for spec in config.subscriptions:
         lines += _subscription(spec)

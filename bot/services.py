@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bot.clock import Clock
 from bot.commands import Commands
@@ -18,6 +19,9 @@ from bot.notifiers import Platforms
 from bot.platforms.registry import PLATFORMS, CommandEndpoint, ReceiverContext
 from bot.state import State
 from bot.worker import Worker, routing_defaults
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> Runn
     endpoint = await _start_receivers(parts, commands, stack)
     if not (parts.config.http.enabled or endpoint is not None):
         return RunningBot()
-    return await _start_http(parts, endpoint, stack)
+    return await _start_http(parts, endpoint, commands, stack)
 
 
 async def _start_receivers(
@@ -78,7 +82,10 @@ async def _start_receivers(
 
 
 async def _start_http(
-    parts: Parts, endpoint: CommandEndpoint | None, stack: contextlib.AsyncExitStack
+    parts: Parts,
+    endpoint: CommandEndpoint | None,
+    commands: Commands,
+    stack: contextlib.AsyncExitStack,
 ) -> RunningBot:
     from bot.rejections import RejectionLog
     from bot.web import Check, HttpServer, create_app
@@ -120,9 +127,28 @@ async def _start_http(
         metrics=metrics_text,
         rejections=RejectionLog(parts.metrics.count_rejection, parts.clock),
     )
+    if parts.config.panel.enabled:
+        _mount_panel(app, parts, commands)
     server = await HttpServer.start(app, parts.config.http.host, parts.config.http.port)
     stack.push_async_callback(server.aclose)
     return RunningBot(http_port=server.port)
+
+
+def _mount_panel(app: web.Application, parts: Parts, commands: Commands) -> None:
+    from bot.panel.auth import panel_access
+    from bot.panel.routes import PanelParts, add_panel
+
+    access = panel_access(parts.config, parts.platforms.secrets)
+    if isinstance(access, str):
+        # The rest of the bot runs; /panel/ says the same to whoever opens it.
+        log.error("panel: %s", access)
+    else:
+        log.info("panel: at /panel/ on the HTTP server")
+    add_panel(
+        app,
+        PanelParts(parts.config, parts.state, commands, parts.clock, parts.worker.wake_delivery),
+        access,
+    )
 
 
 async def _parked_for_secrets(state: State) -> dict[str, str]:

@@ -35,12 +35,14 @@ class SubscriptionSource(StrEnum):
     CONFIG = "config"
     CHAT = "chat"  # made with a slash command
     CLI = "cli"  # made with `newsbot subscriptions add`
+    PANEL = "panel"  # made in the web panel
 
 
 _MADE = {
     SubscriptionSource.CONFIG: "from the config file",
     SubscriptionSource.CHAT: "made in chat",
     SubscriptionSource.CLI: "made with the CLI",
+    SubscriptionSource.PANEL: "made in the panel",
 }
 
 

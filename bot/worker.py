@@ -325,6 +325,10 @@ class Worker:
 
     # --- the long-running loop -------------------------------------------------------------
 
+    def wake_delivery(self) -> None:
+        """Rows may have become due outside the worker (a channel resumed): look at once."""
+        self._scheduler.notify()
+
     async def deliver_until_idle(
         self, stop: asyncio.Event | None = None, max_wait_s: float = 0.0
     ) -> list[Leftover]:

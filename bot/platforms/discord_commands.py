@@ -37,7 +37,12 @@ from bot.commands import (
     MAX_TOPIC_LENGTH,
     Caller,
     Commands,
+    FindNews,
+    ListSubscriptions,
+    ListTopics,
+    Subscribe,
     Timing,
+    Unsubscribe,
     timezone_choices,
 )
 from bot.config import DiscordConfig
@@ -110,6 +115,16 @@ def caller_of(interaction: Interaction) -> Caller | None:
         channel=str(interaction.channel_id),
         user_id=str(interaction.user.id),
         can_manage=permissions.manage_channels or permissions.administrator,
+    )
+
+
+def asker_of(interaction: Interaction) -> Caller:
+    """Who is asking, for a lookup that works anywhere (direct messages too)."""
+    return caller_of(interaction) or Caller(
+        platform=PLATFORM,
+        channel=str(interaction.channel_id or ""),
+        user_id=str(interaction.user.id),
+        can_manage=False,
     )
 
 
@@ -288,7 +303,8 @@ def build_tree(
             return
 
         async def work() -> Answer:
-            reply = await commands.news(str(topic), wanted, floor)
+            request = FindNews(str(topic), wanted, floor)
+            reply = await commands.handle(asker_of(interaction), request)
             if not reply.ok or not reply.articles:
                 return Answer(discord_text(reply.text), ephemeral=True)
             embeds = tuple(
@@ -353,9 +369,9 @@ def build_tree(
         missing = missing_bot_permissions(interaction)
 
         async def work() -> Answer:
-            # `Commands.subscribe` refuses a caller who cannot manage the channel: the real
+            # `Commands` refuses a caller who cannot manage the channel: the real
             # check, whatever Discord's client did with the default permission.
-            reply = await commands.subscribe(caller, str(topic), floor, timing)
+            reply = await commands.handle(caller, Subscribe(str(topic), floor, timing))
             text = reply.text
             if reply.ok and missing:
                 text += (
@@ -395,7 +411,7 @@ def build_tree(
             return
 
         async def work() -> Answer:
-            reply = await commands.unsubscribe(caller, str(topic))
+            reply = await commands.handle(caller, Unsubscribe(str(topic)))
             return Answer(discord_text(reply.text), ephemeral=not reply.ok)
 
         await answer_with(interaction, work(), likely_ephemeral=False, defer_after_s=defer_after_s)
@@ -408,7 +424,9 @@ def build_tree(
         if caller is None:
             return []
         try:
-            reply = await asyncio.wait_for(commands.subscriptions(caller), AUTOCOMPLETE_BUDGET_S)
+            reply = await asyncio.wait_for(
+                commands.handle(caller, ListSubscriptions()), AUTOCOMPLETE_BUDGET_S
+            )
         except TimeoutError:
             return []
         wanted = current.casefold().strip()
@@ -428,7 +446,7 @@ def build_tree(
             return
 
         async def work() -> Answer:
-            reply = await commands.subscriptions(caller)
+            reply = await commands.handle(caller, ListSubscriptions())
             return Answer(discord_text(reply.text), ephemeral=True)
 
         await answer_with(interaction, work(), likely_ephemeral=True, defer_after_s=defer_after_s)
@@ -436,7 +454,7 @@ def build_tree(
     @tree.command(name="topics", description="The topics with articles, and how many")
     async def topics(interaction: Interaction) -> None:
         async def work() -> Answer:
-            reply = await commands.topics()
+            reply = await commands.handle(asker_of(interaction), ListTopics())
             return Answer(discord_text(reply.text), ephemeral=True)
 
         await answer_with(interaction, work(), likely_ephemeral=True, defer_after_s=defer_after_s)

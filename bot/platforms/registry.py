@@ -125,6 +125,8 @@ class PlatformSpec:
     webhooks: bool = False  # `webhook:NAME` targets, with the URL in a secret
     config_section: str | None = None  # its settings' table in the config file
     mention: MentionFormat | None = None  # None: nobody to ping there
+    # The web panel's picture of a message (escaped HTML, bot/render/web.py); None: not shown.
+    preview_html: Callable[[Article, RenderStyle], str] | None = None
 
     @property
     def secrets(self) -> tuple[Secret, ...]:
@@ -245,6 +247,12 @@ DISCORD_ROLE = MentionFormat(
     "Roles, right-click the role, Copy Role ID)",
 )
 
+def _discord_preview_html(article: Article, style: RenderStyle) -> str:
+    from bot.render.web import discord_preview
+
+    return discord_preview(article, style)
+
+
 DISCORD = PlatformSpec(
     name="discord",
     title="Discord",
@@ -257,6 +265,7 @@ DISCORD = PlatformSpec(
     webhooks=True,
     config_section="discord",
     mention=DISCORD_ROLE,
+    preview_html=_discord_preview_html,
 )
 
 
@@ -358,6 +367,12 @@ SLACK_USER_GROUP = MentionFormat(
     "group's page in People > User groups, ⋯ > Copy group ID)",
 )
 
+def _slack_preview_html(article: Article, style: RenderStyle) -> str:
+    from bot.render.web import slack_preview
+
+    return slack_preview(article, style)
+
+
 SLACK = PlatformSpec(
     name="slack",
     title="Slack",
@@ -371,6 +386,7 @@ SLACK = PlatformSpec(
     webhooks=True,
     config_section="slack",
     mention=SLACK_USER_GROUP,
+    preview_html=_slack_preview_html,
 )
 
 

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from slack_sdk.errors import SlackApiError
@@ -32,8 +32,13 @@ from bot.commands import (
     MAX_NEWS_COUNT,
     Caller,
     Commands,
+    FindNews,
+    ListSubscriptions,
+    ListTopics,
     NewsReply,
+    Subscribe,
     Timing,
+    Unsubscribe,
 )
 from bot.config import ConfigError, SlackConfig
 from bot.platforms.base import FailureScope, PermanentError, TransientError
@@ -93,43 +98,23 @@ USAGE = (
 # --- parsing: the command text to a typed request ------------------------------------------
 
 
+# The command text becomes one of bot.commands' requests, or one of these two, which only the
+# adapter answers (its own usage text).
+
+
 @dataclass(frozen=True, slots=True)
 class ShowHelp:
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class ShowSubscriptions:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ShowTopics:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class FindNews:
-    topic: str
-    count: int = DEFAULT_NEWS_COUNT
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    topic: str
-    min_quality: float | None = None
-    timing: Timing = field(default_factory=Timing)
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    topic: str
-
-
-@dataclass(frozen=True, slots=True)
 class BadInput:
     problem: str
 
+
+# The names the command text uses.
+ShowSubscriptions = ListSubscriptions
+ShowTopics = ListTopics
 
 Request = ShowHelp | ShowSubscriptions | ShowTopics | FindNews | Subscribe | Unsubscribe | BadInput
 
@@ -463,20 +448,17 @@ class SlackCommands:
                 return usage_reply()
             case BadInput(problem):
                 return usage_reply(problem)
-            case ShowTopics():
-                return text_reply(escape((await self._commands.topics()).text))
-            case ShowSubscriptions():
+            case ListTopics() | ListSubscriptions() as listing:
                 caller = await self._caller(channel, user_id, manage=False)
-                return text_reply(escape((await self._commands.subscriptions(caller)).text))
-            case FindNews(topic, count):
-                return news_reply(await self._commands.news(topic, count), self._style)
-            case Subscribe(topic, min_quality, timing):
+                return text_reply(escape((await self._commands.handle(caller, listing)).text))
+            case FindNews():
+                caller = await self._caller(channel, user_id, manage=False)
+                found = await self._commands.handle(caller, request)
+                return news_reply(found, self._style)
+            case Subscribe() | Unsubscribe() as change:
+                # Only a change asks whether the caller may manage the channel (a lookup).
                 caller = await self._caller(channel, user_id, manage=True)
-                changed = await self._commands.subscribe(caller, topic, min_quality, timing)
-                return text_reply(escape(changed.text), PUBLIC if changed.ok else PRIVATE)
-            case Unsubscribe(topic):
-                caller = await self._caller(channel, user_id, manage=True)
-                changed = await self._commands.unsubscribe(caller, topic)
+                changed = await self._commands.handle(caller, change)
                 return text_reply(escape(changed.text), PUBLIC if changed.ok else PRIVATE)
         raise AssertionError(f"unhandled request {request!r}")
 
