@@ -58,9 +58,10 @@ async def _collecting(
     period_at = next_digest_at(sub.schedule, datetime.fromtimestamp(now, UTC)).timestamp()
     # `article_key`: the article that opened the digest (the column names one for every row).
     await db.execute(
-        "INSERT OR IGNORE INTO deliveries (platform, channel, story_id, kind, article_key, "
+        "INSERT INTO deliveries (platform, channel, story_id, kind, article_key, "
         "subscription_id, state, attempts, next_attempt_at, created_at, updated_at, sort_at, "
-        "period_at) VALUES (?, ?, 0, 'digest', ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
+        "period_at) VALUES (?, ?, 0, 'digest', ?, ?, 'pending', 0, ?, ?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING",
         (sub.platform, sub.channel, article_key, sub.id, period_at, now, now, period_at,
          period_at),
     )

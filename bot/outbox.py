@@ -167,10 +167,10 @@ async def enqueue(
             facts[story_id] = await _story_facts(db, story_id)
         timing = post_timing(sub, facts.get(story_id), now)
         cursor = await db.execute(
-            "INSERT OR IGNORE INTO deliveries (platform, channel, story_id, kind, article_key, "
+            "INSERT INTO deliveries (platform, channel, story_id, kind, article_key, "
             "headline_key, subscription_id, state, attempts, next_attempt_at, created_at, "
             "updated_at, sort_at, mention, held_by) "
-            "VALUES (?, ?, ?, 'post', ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, 'post', ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 sub.platform, sub.channel, story_id, article.key, article.key, sub.id,
                 DeliveryState.PENDING, timing.due_at, now, now, sort_time(article, now),
@@ -228,9 +228,9 @@ async def _break_through(
     # Only a quiet-hours hold is lifted: a wait the platform asked for (a retry, a 429) stays.
     await db.execute(
         "UPDATE deliveries SET mention = ?, next_attempt_at = CASE "
-        "WHEN held_by IS NOT NULL AND attempts = 0 THEN MIN(next_attempt_at, ?) "
+        "WHEN held_by IS NOT NULL AND attempts = 0 AND next_attempt_at > ? THEN ? "
         "ELSE next_attempt_at END, held_by = NULL WHERE id = ?",
-        (timing.mention, now, post_id),
+        (timing.mention, now, now, post_id),
     )
 
 
@@ -244,10 +244,11 @@ async def _follow_up(
     """An edit (one waiting per post at most), a reply (one per article: `article`) or a
     retraction of a sent post."""
     await db.execute(
-        "INSERT OR IGNORE INTO deliveries (platform, channel, story_id, kind, article_key, "
+        "INSERT INTO deliveries (platform, channel, story_id, kind, article_key, "
         "post_id, subscription_id, state, attempts, next_attempt_at, created_at, updated_at, "
         "sort_at) SELECT platform, channel, story_id, ?, COALESCE(?, article_key), id, "
-        "subscription_id, ?, 0, ?, ?, ?, ? FROM deliveries WHERE id = ?",
+        "subscription_id, ?, 0, ?, ?, ?, ? FROM deliveries WHERE id = ? "
+        "ON CONFLICT DO NOTHING",
         (
             kind, article.key if article else None, DeliveryState.PENDING, now, now, now, now,
             post_id,
@@ -528,8 +529,9 @@ class Outbox:
         until the row is sent (a later, clean failure does not undo an earlier doubt)."""
         await self._update(
             delivery_id,
-            "state = ?, next_attempt_at = ?, last_error = ?, uncertain = MAX(uncertain, ?)",
-            (DeliveryState.PENDING, next_attempt_at, error, int(uncertain)),
+            "state = ?, next_attempt_at = ?, last_error = ?, "
+            "uncertain = CASE WHEN uncertain > ? THEN uncertain ELSE ? END",
+            (DeliveryState.PENDING, next_attempt_at, error, int(uncertain), int(uncertain)),
         )
 
     async def hold_channel(self, platform: str, channel: str, until: float) -> int:

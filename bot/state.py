@@ -65,7 +65,8 @@ def peek_subscription_targets(path: Path) -> list[tuple[str, str]]:
     try:
         with sqlite3.connect(uri, uri=True, timeout=2.0) as conn:
             rows = conn.execute(
-                "SELECT DISTINCT platform, channel FROM subscriptions ORDER BY id"
+                "SELECT platform, channel FROM subscriptions GROUP BY platform, channel "
+                "ORDER BY MIN(id)"
             ).fetchall()
     except sqlite3.Error:
         return []
@@ -319,7 +320,8 @@ class State:
         changed = [(a.key,) for a in articles if a.key not in fresh]
         await db.executemany("DELETE FROM article_topics WHERE article_key = ?", changed)
         await db.executemany(
-            "INSERT OR IGNORE INTO article_topics (article_key, folded, topic) VALUES (?, ?, ?)",
+            "INSERT INTO article_topics (article_key, folded, topic) VALUES (?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             [(a.key, t.casefold(), t) for a in articles for t in a.topics],
         )
 
@@ -417,7 +419,7 @@ class State:
         params.append(limit)
         rows = await self._database.fetchall(
             f"SELECT payload, story_id FROM articles WHERE {' AND '.join(where)} "
-            "ORDER BY published_at DESC, first_seen_at DESC LIMIT ?",
+            "ORDER BY published_at DESC NULLS LAST, first_seen_at DESC LIMIT ?",
             params,
         )
         return [(article_from_dict(json.loads(r["payload"])), r["story_id"]) for r in rows]
@@ -552,10 +554,13 @@ class State:
                     "late_coverage, headline_margin, mode, digest_at, timezone, quiet_hours, "
                     "breaking_quality, breaking_outlets, mention, "
                     "platform, channel, topics_key, source, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id",
                     (*values, sub.platform, sub.channel, key, sub.source, now),
                 )
-                sub_id, created = int(cursor.lastrowid or 0), True
+                new_row = await cursor.fetchone()
+                assert new_row is not None
+                sub_id, created = int(new_row[0]), True
             async with db.execute("SELECT * FROM subscriptions WHERE id = ?", (sub_id,)) as cur:
                 row = await cur.fetchone()
             assert row is not None
@@ -566,8 +571,8 @@ class State:
             if created and stored.backfill > 0 and route is not None:
                 # Once per channel and topics, ever (a row says it ran, even if it took none).
                 cursor = await db.execute(
-                    "INSERT OR IGNORE INTO backfills (platform, channel, topics_key, ran_at) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO backfills (platform, channel, topics_key, ran_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (stored.platform, stored.channel, key, now),
                 )
                 if cursor.rowcount:
@@ -586,7 +591,7 @@ class State:
         taken = 0
         async with db.execute(
             "SELECT payload, story_id FROM articles "
-            "ORDER BY published_at DESC, first_seen_at DESC"
+            "ORDER BY published_at DESC NULLS LAST, first_seen_at DESC"
         ) as cursor:
             async for row in cursor:
                 article = article_from_dict(json.loads(row[0]))
@@ -743,10 +748,13 @@ class State:
             await db.execute(
                 # A digest, or a post held by quiet hours, still waits for its time.
                 "UPDATE deliveries SET state = ?, next_attempt_at = CASE WHEN kind = 'digest' "
-                "OR (held_by IS NOT NULL AND attempts = 0) THEN MAX(next_attempt_at, ?) "
-                "ELSE ? END, "
+                "OR (held_by IS NOT NULL AND attempts = 0) THEN CASE WHEN next_attempt_at > ? "
+                "THEN next_attempt_at ELSE ? END ELSE ? END, "
                 "updated_at = ? WHERE platform = ? AND channel = ? AND state = ?",
-                (DeliveryState.PENDING, now, now, now, platform, channel, DeliveryState.PARKED),
+                (
+                    DeliveryState.PENDING, now, now, now, now, platform, channel,
+                    DeliveryState.PARKED,
+                ),
             )
             return cursor.rowcount
 
