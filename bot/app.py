@@ -9,14 +9,16 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import TextIO
 
 from bot.clock import Clock, SystemClock
-from bot.config import Config, ConfigError
+from bot.config import Config, ConfigError, database_target
 from bot.delivery import Deliverer
 from bot.metrics import Metrics
 from bot.notifiers import MAX_IN_FLIGHT, build_pacers, open_platforms, park_what_cannot_post
 from bot.platforms.base import Notifier, PermanentError
+from bot.postgres import PostgresDatabase
 from bot.run_lock import run_lock
 from bot.scheduler import Leftover, Scheduler
 from bot.services import Parts, RunningBot, start_services
@@ -92,10 +94,16 @@ async def run_bot(
     clock = clock or SystemClock()
     environ = os.environ if environ is None else environ
     stop = stop or asyncio.Event()
-    with _stop_on_signals(stop), run_lock(config.database.path):
-        state = await State.open(config.database.path, clock)
+    target = database_target(config, environ)
+    # One process owns the database: a lock file beside SQLite's, an advisory lock in
+    # PostgreSQL (taken below).
+    owning = run_lock(target) if isinstance(target, Path) else contextlib.nullcontext()
+    with _stop_on_signals(stop), owning:
+        state = await State.open(target, clock)
         notifiers: dict[str, Notifier] = {}
         try:
+            if isinstance(state.database, PostgresDatabase):
+                await state.database.hold_run_lock()
             platforms = await open_platforms(config, state, environ, out, clock)
             notifiers = dict(platforms.notifiers)
             await _start(notifiers)

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from bot import validation
-from bot.config import Config, ConfigError, ConfigErrors, SubscriptionSpec, find_config
+from bot.config import (
+    Config,
+    ConfigError,
+    ConfigErrors,
+    SubscriptionSpec,
+    database_target,
+    find_config,
+)
 from bot.logs import configure_logging
 from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES
 from bot.printable import json_text, printable
@@ -396,7 +403,7 @@ async def _explain(config: Config, target: str, as_json: bool, out: TextIO) -> i
             print(f"newsbot: {printable(str(exc))}", file=sys.stderr)
             return 2
     try:
-        state = await State.open(config.database.path, SystemClock())
+        state = await State.open(database_target(config, os.environ), SystemClock())
     except StateError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
@@ -433,7 +440,7 @@ async def _status(config: Config, as_json: bool, out: TextIO) -> int:
         )
         return 1
     try:
-        state = await State.open(config.database.path, SystemClock())
+        state = await State.open(database_target(config, os.environ), SystemClock())
     except StateError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
@@ -510,7 +517,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
         return 2
     clock = SystemClock()
     try:
-        state = await State.open(config.database.path, clock)
+        state = await State.open(database_target(config, os.environ), clock)
     except StateError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2

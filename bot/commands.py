@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -288,6 +289,9 @@ def clean_topic(topic: str) -> str:
         raise BadArgument("Give a topic, for example `AI` or `Machine Learning`.")
     if len(cleaned) > MAX_TOPIC_LENGTH:
         raise BadArgument(f"A topic is at most {MAX_TOPIC_LENGTH} characters.")
+    if any(unicodedata.category(ch) == "Cc" for ch in cleaned):
+        # Topics are words; a control character is a mistake (and PostgreSQL refuses NUL).
+        raise BadArgument("A topic is plain text, without control characters.")
     return cleaned
 
 

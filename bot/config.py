@@ -52,7 +52,10 @@ class StoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseConfig:
-    path: Path
+    path: Path  # the SQLite file (the default)
+    # A PostgreSQL URL without a password (one with a password belongs in DATABASE_URL or
+    # DATABASE_URL_FILE); set, it replaces `path`. See `database_target`.
+    url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +434,7 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
         {"path", "rescan_interval_s", "max_file_bytes", "watch", "parallel_threshold"}
     )
     db_r = top.nested("database")
-    db_r.check_unknown({"path"})
+    db_r.check_unknown({"path", "url"})
     log_r = top.nested("logging")
     log_r.check_unknown({"level", "format"})
 
@@ -452,7 +455,7 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
             watch=store_r.boolean("watch", True),
             parallel_threshold=store_r.integer("parallel_threshold", 1000, minimum=1),
         ),
-        database=DatabaseConfig(path=_resolve(base, db_path)),
+        database=DatabaseConfig(path=_resolve(base, db_path), url=_database_url(db_r)),
         min_quality=top.checked("min_quality", DEFAULT_MIN_QUALITY, validation.quality_floor),
         include_unscored=top.boolean("include_unscored", False),
         max_age_days=top.checked("max_age_days", None, validation.max_age_days),
@@ -585,6 +588,37 @@ def find_config(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> 
     if chosen:
         return load_config(Path(chosen))
     return embedded_default(cwd)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _database_url(db_r: Any) -> str | None:
+    url = db_r.optional_string("url")
+    if url is None:
+        return None
+    if not url.startswith(POSTGRES_SCHEMES):
+        db_r.error("url must be a postgresql://host/database URL (or leave it out for SQLite "
+                   "at `path`)", "url")
+        return None
+    if "@" in url.partition("://")[2] and ":" in url.partition("://")[2].rpartition("@")[0]:
+        db_r.error("url holds a password: secrets never go in the config file; set "
+                   "DATABASE_URL or DATABASE_URL_FILE instead", "url")
+        return None
+    return str(url)
+
+
+def database_target(config: Config, environ: Mapping[str, str]) -> Path | str:
+    """Where the state lives: DATABASE_URL (or the file DATABASE_URL_FILE names), else
+    `[database] url`, else the SQLite file `[database] path`."""
+    url = read_secret("DATABASE_URL", environ) or config.database.url
+    if url is None:
+        return config.database.path
+    if not url.startswith(POSTGRES_SCHEMES):
+        raise ConfigError(
+            "DATABASE_URL must be a postgresql://user:password@host/database URL"
+        )
+    return url
 
 
 def read_secret(name: str, environ: Mapping[str, str]) -> str | None:

@@ -114,6 +114,7 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
         f"parallel_threshold = {config.store.parallel_threshold}",
         "[database]",
         f"path = {toml_string(str(config.database.path))}",
+        *([f"url = {toml_string(config.database.url)}"] if config.database.url else []),
         "[render]",
         f"max_related = {config.render.max_related}",
         f"show_images = {_bool(config.render.show_images)}",

@@ -14,9 +14,11 @@ import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
+
+from bot.sql import Dialect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -283,8 +285,25 @@ class StateError(RuntimeError):
 Body = Callable[[aiosqlite.Connection], Awaitable[T]]
 
 
+class StateDatabase(Protocol):
+    """What the repositories need of a database, SQLite (`Database`) or PostgreSQL
+    (bot/postgres.py): one writer transaction at a time, and reads."""
+
+    dialect: Dialect
+
+    async def write(self, body: Body[T]) -> T: ...
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Database:
     """Open with `await Database.open(path)`; close with `aclose()`."""
+
+    dialect = Dialect.SQLITE
 
     def __init__(self, db: aiosqlite.Connection, path: Path | None = None) -> None:
         self._db = db

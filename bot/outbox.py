@@ -36,7 +36,7 @@ import aiosqlite
 from bot.articles import Article, article_from_dict
 from bot.breaking import StoryFacts, story_facts
 from bot.clock import Clock
-from bot.database import Database
+from bot.database import StateDatabase
 from bot.digest_store import collect, merge_digest_items
 from bot.schedule_time import quiet_until
 from bot.subscriptions import LateCoverage, Subscription
@@ -338,7 +338,7 @@ def _marks(values: Sequence[Any]) -> str:
 class Outbox:
     """The rows and their states; shares the `Database` (and its one writer) with `State`."""
 
-    def __init__(self, database: Database, clock: Clock) -> None:
+    def __init__(self, database: StateDatabase, clock: Clock) -> None:
         self._database = database
         self._clock = clock
 

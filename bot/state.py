@@ -18,7 +18,8 @@ import aiosqlite
 from bot.articles import Article, article_from_dict
 from bot.carriers import Carriers, Take
 from bot.clock import Clock
-from bot.database import MIGRATIONS, Database, StateError
+from bot.config import POSTGRES_SCHEMES
+from bot.database import MIGRATIONS, Database, StateDatabase, StateError
 from bot.digest_store import drop_open_digests, reschedule_open_digest
 from bot.outbox import Delivery, DeliveryState, Outbox, correct, enqueue
 from bot.routing import Routing
@@ -76,7 +77,7 @@ def peek_subscription_targets(path: Path) -> list[tuple[str, str]]:
 class State:
     """The bot's memory. Construct with `await State.open(path, clock)`; close with `aclose()`."""
 
-    def __init__(self, database: Database, clock: Clock) -> None:
+    def __init__(self, database: StateDatabase, clock: Clock) -> None:
         self._database = database
         self._clock = clock
         self.outbox = Outbox(database, clock)
@@ -84,11 +85,16 @@ class State:
     # --- lifecycle ---------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, clock: Clock) -> State:
-        return cls(await Database.open(path), clock)
+    async def open(cls, where: Path | str, clock: Clock) -> State:
+        """`where`: the SQLite file, or a `postgresql://` URL (several workers share one)."""
+        if isinstance(where, str) and where.startswith(POSTGRES_SCHEMES):
+            from bot.postgres import PostgresDatabase  # asyncpg only when it is used
+
+            return cls(await PostgresDatabase.open(where), clock)
+        return cls(await Database.open(Path(where)), clock)
 
     @property
-    def database(self) -> Database:
+    def database(self) -> StateDatabase:
         return self._database
 
     async def aclose(self) -> None:

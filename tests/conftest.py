@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from tests.postgres_server import PostgresServer, running_postgres
 
 REPO = Path(__file__).resolve().parent.parent
 # The real-article corpus: 196 files from the public everyday-cc/ai repository (its `_news/`
@@ -138,3 +142,58 @@ def real_articles_dir() -> Path:
 @pytest.fixture
 def seeds_dir() -> Path:
     return SEEDS
+
+
+# --- the backend the suite runs on ------------------------------------------------------------
+# NEWSBOT_TEST_BACKEND=postgresql runs every test that opens a State (in this process) on a
+# throwaway PostgreSQL server instead of SQLite: one database per file path a test names, so a
+# test that closes and reopens its state (a restart) finds it again. `.ci/run` runs the suite
+# both ways. Tests about SQLite itself are marked `sqlite_only`.
+
+BACKEND = os.environ.get("NEWSBOT_TEST_BACKEND", "sqlite")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sqlite_only: about SQLite itself (its file, locks, pragmas); not run on "
+        "PostgreSQL"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if BACKEND != "postgresql":
+        return
+    skip = pytest.mark.skip(reason="about SQLite itself; NEWSBOT_TEST_BACKEND=postgresql")
+    for item in items:
+        if "sqlite_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def state_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if BACKEND != "postgresql" or "sqlite_only" in request.keywords:
+        return
+    from bot.state import State
+
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    made: dict[str, str] = {}
+    open_state = State.open.__func__  # type: ignore[attr-defined]
+
+    async def open_on_postgres(cls: type[State], where: Path | str, clock: object) -> State:
+        # A file that exists was made by a real `newsbot` process of the test (those run on
+        # SQLite): read that one.
+        if isinstance(where, Path) and not where.exists():
+            key = str(where.resolve())
+            if key not in made:
+                name = "t_" + hashlib.sha1(key.encode()).hexdigest()[:20]
+                made[key] = await asyncio.to_thread(server.create_database, name)
+            where = made[key]
+        return await open_state(cls, where, clock)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(State, "open", classmethod(open_on_postgres))

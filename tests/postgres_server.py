@@ -125,4 +125,6 @@ def running_postgres() -> Iterator[PostgresServer]:
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
         shutil.rmtree(folder, ignore_errors=True)

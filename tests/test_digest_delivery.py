@@ -269,9 +269,10 @@ async def test_a_digest_goes_once_across_restarts_and_a_missed_one_once(
         assert digest["embeds"][0]["title"] == "Daily digest · Tue 24 Nov 2026"
         # A crash right after Discord stored it, before we recorded it: the row is found
         # `sending` at the next start, and the resend carries the same nonce.
-        await bot.state.database.connection.execute(
-            "UPDATE deliveries SET state = 'sending' WHERE kind = 'digest'"
-        )
+        async def crash_state(db: Any) -> None:
+            await db.execute("UPDATE deliveries SET state = 'sending' WHERE kind = 'digest'")
+
+        await bot.state.database.write(crash_state)
     async with w.bot(subs) as bot:
         await bot.round()
         assert len(fake_discord.messages(DIGEST)) == 1

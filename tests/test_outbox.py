@@ -147,6 +147,7 @@ async def test_oldest_pending_since_is_when_the_oldest_waiting_row_was_queued(
     assert await state.outbox.oldest_pending_since() == queued_at
 
 
+@pytest.mark.sqlite_only
 async def test_migration_gives_existing_rows_their_story_time(tmp_path: Path) -> None:
     """A database from before the scheduler (schema 3) keeps its rows, now ordered by story."""
     path = tmp_path / "old.db"

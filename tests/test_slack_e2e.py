@@ -238,6 +238,8 @@ async def first_of(proc: asyncio.subprocess.Process, event: asyncio.Future[Any])
     ended.cancel()
 
 
+# In-process runs and a real process share its database: a SQLite file either way.
+@pytest.mark.sqlite_only
 async def test_kill_9_mid_post_then_restart_posts_once(
     tmp_path: Path, fake: FakeSlack, store: Store
 ) -> None:

@@ -79,6 +79,7 @@ def raw_rows(db_path: Path, sql: str, params: Sequence[object] = ()) -> list[tup
 # --- schema -------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 async def test_migrations_run_once_and_set_user_version(
     db_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -102,6 +103,7 @@ async def test_migrations_run_once_and_set_user_version(
     assert raw_rows(db_path, "PRAGMA user_version") == [(len(MIGRATIONS),)]
 
 
+@pytest.mark.sqlite_only
 async def test_an_older_database_is_upgraded_in_place(db_path: Path, clock: FakeClock) -> None:
     with sqlite3.connect(db_path) as conn:
         conn.executescript(MIGRATIONS[0])
@@ -117,6 +119,7 @@ async def test_an_older_database_is_upgraded_in_place(db_path: Path, clock: Fake
     assert "files_by_article" in indexes
 
 
+@pytest.mark.sqlite_only
 async def test_database_from_newer_version_is_refused(db_path: Path, clock: FakeClock) -> None:
     with sqlite3.connect(db_path) as conn:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
@@ -130,6 +133,7 @@ async def test_database_from_newer_version_is_refused(db_path: Path, clock: Fake
     assert raw_rows(db_path, "SELECT name FROM sqlite_master") == []
 
 
+@pytest.mark.sqlite_only
 async def test_a_file_that_is_not_a_database_is_refused_clearly(
     db_path: Path, clock: FakeClock
 ) -> None:
@@ -139,6 +143,7 @@ async def test_a_file_that_is_not_a_database_is_refused_clearly(
     assert str(db_path) in str(caught.value)
 
 
+@pytest.mark.sqlite_only
 async def test_wal_mode_is_on(state: State, db_path: Path) -> None:
     assert raw_rows(db_path, "PRAGMA journal_mode") == [("wal",)]
 
@@ -168,6 +173,7 @@ async def test_record_files_writes_articles_and_outbox_rows_together(
     assert set(await state.load_file_index()) == {"one.md", "two.md", "bad.md"}
 
 
+@pytest.mark.sqlite_only
 async def test_record_files_is_one_transaction(state: State, db_path: Path) -> None:
     news, _ = await state.add_subscription(sub("news"))
     a1 = make_article("https://example.com/one", "One")
@@ -194,7 +200,8 @@ async def test_record_without_route_makes_no_deliveries(state: State, db_path: P
     report = await state.record_files([outcome("one.md", make_article("https://example.com/1"))])
     assert (report.new_articles, report.deliveries) == (1, 0)
     assert await state.article_count() == 1
-    assert raw_rows(db_path, "SELECT COUNT(*) FROM deliveries") == [(0,)]
+    rows = await state.database.fetchall("SELECT COUNT(*) FROM deliveries")
+    assert rows[0][0] == 0
 
 
 async def test_same_story_from_another_path_is_a_duplicate(state: State) -> None:
@@ -462,6 +469,7 @@ async def test_topic_counts(state: State) -> None:
 # --- another process holding the write lock ------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 async def test_write_waits_for_another_process_lock(state: State, db_path: Path) -> None:
     locked = threading.Event()
     release = threading.Event()

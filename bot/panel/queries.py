@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.database import Database
+from bot.database import StateDatabase
 
 MAX_LOG_ROWS = 100
 
@@ -47,7 +47,7 @@ class LogFilter:
 
 
 async def delivery_log(
-    db: Database, wanted: LogFilter, limit: int = MAX_LOG_ROWS
+    db: StateDatabase, wanted: LogFilter, limit: int = MAX_LOG_ROWS
 ) -> list[LogRow]:
     """The newest rows first that match every filter given."""
     where: list[str] = []
@@ -103,7 +103,7 @@ async def delivery_log(
     ]
 
 
-async def delivery_targets(db: Database) -> list[tuple[str, str]]:
+async def delivery_targets(db: StateDatabase) -> list[tuple[str, str]]:
     """Every (platform, channel) that has deliveries or subscriptions, for the log's filter."""
     rows = await db.fetchall(
         "SELECT platform, channel FROM deliveries UNION "
@@ -138,7 +138,7 @@ class StoreFacts:
     qualities: tuple[float, ...]
 
 
-async def store_facts(db: Database) -> StoreFacts:
+async def store_facts(db: StateDatabase) -> StoreFacts:
     [totals] = await db.fetchall(
         "SELECT COUNT(*) AS articles, COUNT(DISTINCT story_id) AS stories, "
         "SUM(CASE WHEN quality IS NULL THEN 1 ELSE 0 END) AS unscored FROM articles"
@@ -179,7 +179,7 @@ _ARTICLE_COLUMNS = "a.key, a.title, a.quality, a.provider, a.story_id, a.first_s
 
 
 async def recent_articles(
-    db: Database, topic: str | None = None, *, unscored_only: bool = False, limit: int = 50
+    db: StateDatabase, topic: str | None = None, *, unscored_only: bool = False, limit: int = 50
 ) -> list[ArticleRow]:
     """The articles the bot saw last, newest first: of one topic (case-insensitive), or
     only those without a quality score."""

@@ -24,6 +24,7 @@ from aiohttp import web
 from bot.clock import Clock
 from bot.commands import (
     AddSubscription,
+    BadArgument,
     ChangeReply,
     Commands,
     EditSubscription,
@@ -31,6 +32,7 @@ from bot.commands import (
     PauseChannel,
     RemoveSubscription,
     ResumeChannel,
+    clean_topic,
     operator,
 )
 from bot.config import Config, subscription_origin
@@ -286,7 +288,12 @@ class _Panel:
         ), 400 if problem else 200)
 
     async def store(self, request: web.Request) -> web.Response:
-        topic = request.query.get("topic", "").strip()[:100] or None
+        asked = request.query.get("topic", "").strip()
+        try:
+            topic = clean_topic(asked) if asked else None
+        except BadArgument as exc:
+            return self.page(pages.message_page(
+                "No such topic", str(exc), self.chrome(self.session(request))), 400)
         db = self.parts.state.database
         facts = await queries.store_facts(db)
         recent = await queries.recent_articles(db, topic)
@@ -299,7 +306,8 @@ class _Panel:
     async def article(self, request: web.Request) -> web.Response:
         key = request.query.get("key", "")
         state = self.parts.state
-        found = await state.get_article(key) if 0 < len(key) <= 4000 else None
+        plain = 0 < len(key) <= 4000 and key.isprintable()
+        found = await state.get_article(key) if plain else None
         if found is None:
             return self.page(pages.message_page(
                 "No such article", "The bot has no article with that URL.",

@@ -1,0 +1,149 @@
+"""PostgreSQL as the state's database: the schema equal to SQLite's, column by column; the
+URL from the config or the environment (a secret); and real `newsbot run` processes sharing
+one database. The rest of the suite runs on PostgreSQL too, with NEWSBOT_TEST_BACKEND=postgresql
+(.ci/run does both)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from bot.clock import SystemClock
+from bot.config import ConfigError, ConfigErrors, database_target, load_config
+from bot.database import MIGRATIONS, Database
+from bot.postgres_schema import BASELINE_VERSION, POSTGRES_MIGRATIONS
+from bot.state import State
+from tests.postgres_server import PostgresServer, binaries
+
+pytestmark = pytest.mark.skipif(
+    binaries() is None and not os.environ.get("NEWSBOT_REQUIRE_POSTGRES"),
+    reason="PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)",
+)
+
+_TYPES = {"TEXT": "text", "REAL": "double precision", "INTEGER": "bigint"}
+
+
+def sqlite_columns(path: Path) -> dict[str, dict[str, str]]:
+    with sqlite3.connect(path) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {
+            table: {row[1]: _TYPES[row[2].upper()] for row in conn.execute(
+                f"PRAGMA table_info({table})"
+            )}
+            for table in tables
+        }
+
+
+async def postgres_columns(url: str) -> dict[str, dict[str, str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND table_name <> 'schema_version'"
+        )
+    finally:
+        await conn.close()
+    columns: dict[str, dict[str, str]] = {}
+    for row in rows:
+        columns.setdefault(row["table_name"], {})[row["column_name"]] = row["data_type"]
+    return columns
+
+
+async def test_the_postgresql_schema_is_sqlites_column_for_column(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    # Every SQLite migration after the baseline has its PostgreSQL text.
+    assert sorted(POSTGRES_MIGRATIONS) == list(range(BASELINE_VERSION, len(MIGRATIONS)))
+    lite = await Database.open(tmp_path / "state.db")  # SQLite, whatever the suite's backend
+    await lite.aclose()
+    url = await asyncio.to_thread(postgres_server.create_database, "schema_check")
+    pg = await State.open(url, SystemClock())
+    await pg.aclose()
+    assert await postgres_columns(url) == sqlite_columns(tmp_path / "state.db")
+
+
+async def test_workers_opening_one_new_database_together_migrate_it_once(
+    postgres_server: PostgresServer,
+) -> None:
+    url = await asyncio.to_thread(postgres_server.create_database, "together")
+    states = await asyncio.gather(*(State.open(url, SystemClock()) for _ in range(4)))
+    try:
+        await states[0].set_meta("marker", "one")
+        assert [await s.get_meta("marker") for s in states] == ["one"] * 4
+    finally:
+        for state in states:
+            await state.aclose()
+    conn = await asyncpg.connect(url)
+    try:
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_version")]
+    finally:
+        await conn.close()
+    assert versions == list(range(BASELINE_VERSION, len(MIGRATIONS) + 1))
+
+
+async def test_an_unreachable_server_is_named_without_its_password() -> None:
+    from bot.database import StateError
+
+    with pytest.raises(StateError) as caught:
+        await State.open("postgresql://bot:hunter2@127.0.0.1:1/news", SystemClock())
+    assert "hunter2" not in str(caught.value)
+    assert "postgresql://bot@127.0.0.1:1/news" in str(caught.value)
+
+
+# --- where the URL comes from ------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, database: str) -> Path:
+    path = tmp_path / "newsbot.toml"
+    path.write_text(f"[database]\n{database}\n", encoding="utf-8")
+    return path
+
+
+def test_the_environment_url_wins_and_a_file_can_hold_it(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, 'url = "postgresql://bot@db/news"'))
+    assert database_target(config, {}) == "postgresql://bot@db/news"
+    secret = tmp_path / "url"
+    secret.write_text("postgresql://bot:s3cret@db/news\n", encoding="utf-8")
+    assert database_target(config, {"DATABASE_URL_FILE": str(secret)}) == (
+        "postgresql://bot:s3cret@db/news"
+    )
+    assert database_target(load_config(write_config(tmp_path, 'path = "x.db"')), {}) == (
+        tmp_path / "x.db"
+    )
+
+
+def test_a_password_in_the_config_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors) as caught:
+        load_config(write_config(tmp_path, 'url = "postgresql://bot:hunter2@db/news"'))
+    assert "DATABASE_URL" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_a_url_that_is_not_postgresql_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigErrors, match="url must be a postgresql://"):
+        load_config(write_config(tmp_path, 'url = "mysql://db/news"'))
+    config = load_config(write_config(tmp_path, ""))
+    with pytest.raises(ConfigError, match="DATABASE_URL must be"):
+        database_target(config, {"DATABASE_URL": "sqlite:///x.db"})
+
+
+async def test_a_second_run_on_one_database_is_refused_until_the_first_ends(
+    postgres_server: PostgresServer,
+) -> None:
+    from bot.database import StateError
+    from bot.postgres import PostgresDatabase
+
+    url = await asyncio.to_thread(postgres_server.create_database, "one_runner")
+    first, second = await PostgresDatabase.open(url), await PostgresDatabase.open(url)
+    try:
+        await first.hold_run_lock()
+        with pytest.raises(StateError, match="another `newsbot run` is using the database"):
+            await second.hold_run_lock()
+        await first.aclose()
+        await second.hold_run_lock()  # released with the first's connection
+    finally:
+        await second.aclose()
