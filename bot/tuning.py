@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol, runtime_checkable
 
 from bot.clock import Clock
 from bot.config import FeedbackConfig
@@ -100,6 +101,13 @@ class Notice:
 
 # Posts a notice; returns the platform's id of the message (None when it could not).
 Announcer = Callable[[Notice], Awaitable[str | None]]
+
+
+@runtime_checkable
+class PostsNotices(Protocol):
+    """A platform adapter that can post a notice with buttons in a channel."""
+
+    async def post_notice(self, notice: Notice) -> str | None: ...
 
 
 def _day(epoch_s: float) -> str:

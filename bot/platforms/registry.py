@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bot.rejections import Rejection
     from bot.render.style import RenderStyle
     from bot.state import State
+    from bot.tuning import Tuner
 
 WEBHOOK_PREFIX = "webhook:"
 
@@ -82,6 +83,7 @@ class ReceiverContext:
     clock: Clock
     plan: CommandsPlan
     secret_value: str  # the value of `plan.secret`
+    tuner: Tuner | None = None  # reactions go here (when [feedback] is on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +200,9 @@ def _discord_notifier(ctx: NotifierContext) -> Notifier:
     from bot.platforms.discord import create_discord_notifier
 
     config = ctx.config
-    return create_discord_notifier(ctx.bot_token, config.discord, config.render, ctx.environ)
+    return create_discord_notifier(
+        ctx.bot_token, config.discord, config.render, ctx.environ, config.feedback.enabled
+    )
 
 
 def _discord_preview(article: Article, style: RenderStyle) -> str:
@@ -228,7 +232,9 @@ async def _start_discord_gateway(
 
     assert isinstance(ctx.notifier, DiscordNotifier)
     config = ctx.config
-    gateway = DiscordGateway(ctx.notifier, ctx.commands, ctx.state, config.discord, config.render)
+    gateway = DiscordGateway(
+        ctx.notifier, ctx.commands, ctx.state, config.discord, config.render, tuner=ctx.tuner
+    )
     await gateway.start()
     stack.push_async_callback(gateway.aclose)
     return None
