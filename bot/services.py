@@ -170,6 +170,8 @@ async def _start_http(
         readiness=readiness,
         metrics=metrics_text,
         rejections=RejectionLog(parts.metrics.count_rejection, parts.clock),
+        slack_events=endpoint.events if endpoint else None,
+        slack_actions=endpoint.actions if endpoint else None,
     )
     if parts.config.panel.enabled:
         _mount_panel(app, parts, commands)

@@ -92,6 +92,9 @@ class CommandEndpoint:
 
     answer: Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
     verify: Callable[[bytes, Mapping[str, str]], Rejection | None]
+    # Events (reactions) at /slack/events and button presses at /slack/actions, same check.
+    events: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
+    actions: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
 
 
 ReceiverStarter = Callable[
@@ -349,15 +352,20 @@ async def _start_slack_commands(
 
     assert isinstance(ctx.notifier, SlackNotifier)
     config = ctx.config
+    notifier = ctx.notifier
     handler = build_slack_commands(
-        config.slack, ctx.commands, config.render, ctx.notifier.client, ctx.clock
+        config.slack, ctx.commands, config.render, notifier.client, ctx.clock,
+        tuner=ctx.tuner, bot_user_id=lambda: notifier.bot_user_id,
     )
     if ctx.plan.receiver == "socket":
         receiver = await SocketModeReceiver.start(ctx.secret_value, config.slack, handler)
         stack.push_async_callback(receiver.aclose)
         return None
     stack.push_async_callback(handler.aclose)
-    return CommandEndpoint(handler.answer, request_check(ctx.secret_value, ctx.clock))
+    return CommandEndpoint(
+        handler.answer, request_check(ctx.secret_value, ctx.clock),
+        events=handler.on_event, actions=handler.on_action,
+    )
 
 
 def _slack_pacer(config: Config) -> Pacer:
