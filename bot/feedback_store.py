@@ -222,6 +222,18 @@ class FeedbackStore:
             for r in rows
         ]
 
+    async def posts_per_topic(self, platform: str, channel: str, since: float) -> dict[str, int]:
+        """How many of the channel's posts since `since` carry each topic (case-folded): how
+        specific a topic is there. (A read of the outbox's and the articles' rows.)"""
+        rows = await self._db.fetchall(
+            "SELECT t.folded AS topic, COUNT(*) AS n FROM deliveries d "
+            "JOIN article_topics t ON t.article_key = COALESCE(d.headline_key, d.article_key) "
+            "WHERE d.platform = ? AND d.channel = ? AND d.kind = 'post' AND d.state = 'sent' "
+            "AND d.posted_at >= ? GROUP BY t.folded",
+            (platform, channel, float(since)),
+        )
+        return {r["topic"]: int(r["n"]) for r in rows}
+
     async def vote_counts(self, platform: str, channel: str) -> dict[int, tuple[int, int]]:
         """Per story: (people up, people down), for tests and the panel."""
         rows = await self._db.fetchall(

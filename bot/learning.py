@@ -12,9 +12,10 @@ spent once):
 - the learned shift of one subject never goes beyond 40 either way from the configured floor,
   and the floor it gives never below 0.
 
-Votes that a topic's change already explains do not count again for the outlet: a channel that
-rejects one topic from one outlet has told us about the topic, not about everything the outlet
-writes.
+Votes a change already explains do not count again: topics are weighed the most specific first
+(on the fewest of the channel's posts), then outlets, so a channel that rejects Power Apps
+stories (also tagged AI, all from one outlet) has told us about Power Apps, not about all of AI
+or everything the outlet writes.
 
 Routing applies what was learned through `Learned` (one channel's applied adjustments): an
 article's floor moves by the largest shift among its topics and its outlet (a raise wins over a
@@ -156,10 +157,15 @@ def decide(
     standings: Mapping[Subject, Standing],
     rule: LearnRule,
     now: float,
+    posts_per_topic: Mapping[str, int] | None = None,
 ) -> list[Change]:
-    """The changes one channel's votes call for now, topics first, then outlets."""
+    """The changes one channel's votes call for now: topics first, the most specific first
+    (those on the fewest of the channel's posts, `posts_per_topic` by folded name), then
+    outlets. Votes a change already explains do not count again for a broader topic or for
+    the outlet: a channel that rejects Power Apps stories (also tagged AI, from one outlet)
+    has told us about Power Apps, not about all of AI or all the outlet writes."""
     since = now - rule.window_days * DAY_S
-    recent = [v for v in votes if v.at >= since and v.at <= now]
+    recent = [v for v in votes if since <= v.at <= now]
     names: dict[Subject, str] = {}
     by_subject: dict[Subject, list[Vote]] = {}
     for vote in sorted(recent, key=lambda v: v.at):
@@ -174,29 +180,48 @@ def decide(
             seen.add(subject)
             names.setdefault(subject, " ".join(name.split()))
             by_subject.setdefault(subject, []).append(vote)
+    counts = posts_per_topic or {}
+
+    def specificity(subject: Subject) -> tuple[int, int]:
+        if subject.kind is Kind.PROVIDER:
+            return (1, 0)  # after every topic
+        return (0, counts.get(subject.key, len({v.story_id for v in by_subject[subject]})))
+
     changes: list[Change] = []
-    # Per sign, the votes (by identity) a topic's change of that direction already explains.
+    # Per sign, the votes (by identity) the changes of earlier groups already explain.
     explained: dict[int, set[int]] = {}
-    for kind in (Kind.TOPIC, Kind.PROVIDER):
-        for subject in sorted((s for s in by_subject if s.kind is kind), key=lambda s: s.key):
+    ordered = sorted(by_subject, key=lambda s: (specificity(s), s.key))
+    groups: dict[tuple[int, int], list[Subject]] = {}
+    for subject in ordered:
+        groups.setdefault(specificity(subject), []).append(subject)
+    for group in groups.values():
+        found: dict[int, set[int]] = {}
+        for subject in group:
             standing = standings.get(subject, Standing())
-            if standing.pending:
-                continue
-            counted = [v for v in by_subject[subject] if v.at > standing.counted_from]
-            if kind is Kind.PROVIDER:
-                counted = [v for v in counted if id(v) not in explained.get(v.sign, set())]
+            mine = [v for v in by_subject[subject] if id(v) not in explained.get(v.sign, set())]
+            # Votes an earlier adjustment of this subject spent (applied, dismissed or undone
+            # alike) are its own: never blamed on a broader topic or the outlet afterwards.
+            for v in mine:
+                if v.at <= standing.counted_from:
+                    found.setdefault(v.sign, set()).add(id(v))
+            counted = [v for v in mine if v.at > standing.counted_from]
             if not counted:
                 continue
             tally = _tally(counted)
-            if tally.people < rule.min_people:
+            if tally.people < rule.min_people or abs(tally.net) < rule.threshold:
                 continue
-            shift, exclude = _step(kind, tally.net, standing, rule)
+            # The subject explains these votes even when it cannot move further (at its
+            # limit, or a suggestion of it waits for an answer).
+            sign = -1 if tally.net < 0 else 1
+            found.setdefault(sign, set()).update(id(v) for v in counted if v.sign == sign)
+            if standing.pending:
+                continue
+            shift, exclude = _step(subject.kind, tally.net, standing, rule)
             if shift == 0.0 and not exclude:
                 continue
-            changes.append(Change(kind, names[subject], shift, exclude, tally))
-            if kind is Kind.TOPIC:
-                sign = -1 if tally.net < 0 else 1
-                explained.setdefault(sign, set()).update(id(v) for v in counted if v.sign == sign)
+            changes.append(Change(subject.kind, names[subject], shift, exclude, tally))
+        for sign, ids in found.items():
+            explained.setdefault(sign, set()).update(ids)
     return changes
 
 

@@ -274,8 +274,12 @@ class Tuner:
         if not self.enabled or mode is LearnMode.OFF:
             return []
         now = self._clock.time()
-        votes = await self.store.votes(platform, channel, now - self.rule.window_days * DAY_S)
-        changes = decide(votes, await self.store.standings(platform, channel), self.rule, now)
+        since = now - self.rule.window_days * DAY_S
+        votes = await self.store.votes(platform, channel, since)
+        changes = decide(
+            votes, await self.store.standings(platform, channel), self.rule, now,
+            await self.store.posts_per_topic(platform, channel, since),
+        )
         if not changes:
             return []
         status = Status.APPLIED if mode is LearnMode.AUTO else Status.SUGGESTED

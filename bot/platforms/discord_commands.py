@@ -340,8 +340,10 @@ def build_tree(
     style: RenderStyle,
     *,
     defer_after_s: float = DEFER_AFTER_S,
+    tune: bool = False,
 ) -> NewsCommandTree:
-    """The five slash commands on a tree bound to `client`."""
+    """The five slash commands on a tree bound to `client`; `tune` (learning from reactions is
+    on): `/tune` too."""
     tree = NewsCommandTree(client)
 
     async def topic_choices(current: str) -> list[app_commands.Choice[str]]:
@@ -530,6 +532,12 @@ def build_tree(
 
         await answer_with(interaction, work(), likely_ephemeral=True, defer_after_s=defer_after_s)
 
+    if tune:
+        _add_tune(tree, commands, defer_after_s)
+    return tree
+
+
+def _add_tune(tree: NewsCommandTree, commands: Commands, defer_after_s: float) -> None:
     @tree.command(
         name="tune",
         description="What reactions here taught or suggest; apply, dismiss or undo it",
@@ -565,8 +573,6 @@ def build_tree(
             )
 
         await answer_with(interaction, work(), likely_ephemeral=False, defer_after_s=defer_after_s)
-
-    return tree
 
 
 async def answer_button(interaction: Interaction, commands: Commands) -> bool:
@@ -693,7 +699,10 @@ class DiscordGateway:
         self._config = config
         self._commands = commands
         self._tuner = tuner
-        self.tree = build_tree(notifier.client, commands, style, defer_after_s=defer_after_s)
+        self.tree = build_tree(
+            notifier.client, commands, style, defer_after_s=defer_after_s,
+            tune=tuner is not None and tuner.enabled,
+        )
         self._connection: asyncio.Task[None] | None = None
         self._listen(notifier.client)
 
