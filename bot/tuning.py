@@ -5,6 +5,7 @@ and post the `Notice`s this returns through their own `Announcer`."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -186,6 +187,10 @@ class Tuner:
         self._salt = salt
         self._announcers = dict(announcers or {})
         self.rule = LearnRule(window_days=config.window_days, min_people=config.min_people)
+        # One evaluation at a time per channel: reactions arrive concurrently (discord.py runs
+        # each event in a task of its own), and two evaluations reading the same standing would
+        # both apply the same change.
+        self._channel_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._up = {self._plain(e) for e in config.up}
         self._down = {self._plain(e) for e in config.down}
 
@@ -270,6 +275,11 @@ class Tuner:
     async def evaluate(self, platform: str, channel: str) -> list[AdjustmentRow]:
         """Record what the channel's votes call for now: applied and announced (auto), or
         suggested (said in the channel at most weekly). Returns the new adjustments."""
+        lock = self._channel_locks.setdefault((platform, channel), asyncio.Lock())
+        async with lock:
+            return await self._evaluate(platform, channel)
+
+    async def _evaluate(self, platform: str, channel: str) -> list[AdjustmentRow]:
         mode = await self.mode_of(platform, channel)
         if not self.enabled or mode is LearnMode.OFF:
             return []
