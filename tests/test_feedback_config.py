@@ -45,3 +45,21 @@ def test_feedback_problems_are_named() -> None:
         '`subscriptions[0].learn` must be one of "off", "suggest", "auto"',
     ):
         assert expected in text, (expected, text)
+
+
+def test_the_panel_lists_adjustments_with_their_buttons_and_escapes_topics() -> None:
+    from bot.feedback_store import AdjustmentRow, Status
+    from bot.learning import Kind, Tally
+    from bot.panel.pages import Chrome, learned_section
+
+    rows = [
+        AdjustmentRow(1, "discord", "1", Kind.TOPIC, "<script>x</script>", 20.0, False,
+                      Status.APPLIED, Tally(0, 6, 2, 0.0, 0.0), 0.0),
+        AdjustmentRow(2, "slack", "C1", Kind.PROVIDER, "Tabloid", 0.0, True,
+                      Status.SUGGESTED, Tally(0, 4, 2, 0.0, 0.0), 0.0),
+    ]
+    html = str(learned_section(Chrome("me", lambda: "tok"), rows))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert html.count('action="/panel/tune"') == 3  # undo; apply and dismiss
+    assert 'name="action" value="undo"' in html and 'value="dismiss"' in html
+    assert "6 thumbs-down from 2 people" in html and "not posted here any more" in html
