@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from bot.clock import Clock
 from bot.config import FeedbackConfig
-from bot.feedback_store import AdjustmentRow, FeedbackStore, Status
+from bot.feedback_store import AdjustmentRow, FeedbackStore, Status, voter_hash
 from bot.learning import (
     DAY_S,
     Adjustment,
@@ -253,8 +253,6 @@ class Tuner:
         return ReactionOutcome.COUNTED if reaction.added else ReactionOutcome.UNCOUNTED
 
     async def _voter(self, reaction: Reaction) -> str:
-        from bot.feedback_store import voter_hash
-
         if self._salt is None:
             self._salt = await self.store.salt()
         return voter_hash(self._salt, reaction.platform, reaction.user_id)
