@@ -50,6 +50,8 @@ EXIT_STATUSES = {
     "remove": "0 removed; 1 nothing removed (no such subscription, or the config file owns "
     "it); 2 neither --id nor --platform with --channel, or the config or the database cannot "
     "be used",
+    "tune": "0 shown, or changed; 1 nothing to change (no adjustment in force, or no "
+    "suggestion waiting); 2 the config or the database cannot be used",
     "preview": "0 shown; 1 the file is not a valid article (the reason is printed); 2 the file "
     "cannot be read, or the config cannot be used",
 }
@@ -210,6 +212,11 @@ def _parser() -> argparse.ArgumentParser:
         "--mention", metavar="ID",
         help="ping this Discord role id or Slack user group id for breaking stories only",
     )
+    add.add_argument(
+        "--learn", choices=validation.LEARN_CHOICES,
+        help="what the channel's reactions may do ([feedback] enabled = true): suggest "
+        "changes (default), apply them at once (auto), or nothing (off)",
+    )
     remove = command(
         subs_sub, "remove", "remove subscriptions (not those of the config file: edit it)"
     )
@@ -217,6 +224,24 @@ def _parser() -> argparse.ArgumentParser:
     remove.add_argument("--platform", choices=PLATFORM_NAMES)
     remove.add_argument("--channel")
     remove.add_argument("--topic", help="remove only this topic (default: all of the channel's)")
+
+    tune = command(
+        sub, "tune",
+        "what a channel's reactions taught or suggest; undo, apply or dismiss it",
+    )
+    tune.add_argument("--platform", choices=PLATFORM_NAMES, required=True)
+    tune.add_argument("--channel", required=True, help="the platform's channel id")
+    acting = tune.add_mutually_exclusive_group()
+    acting.add_argument(
+        "--undo", action="store_true", help="revert the adjustments in force (or --id's)"
+    )
+    acting.add_argument(
+        "--apply", action="store_true", help="apply the waiting suggestions (or --id's)"
+    )
+    acting.add_argument(
+        "--dismiss", action="store_true", help="dismiss the waiting suggestions (or --id's)"
+    )
+    tune.add_argument("--id", type=int, help="only this adjustment (#N in the listings)")
 
     preview = command(sub, "preview", "print exactly what would be sent for an article file")
     preview.add_argument("file")
@@ -286,6 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             import asyncio
 
             return asyncio.run(_subscriptions(config, args, sys.stdout))
+        if command == "tune":
+            import asyncio
+
+            return asyncio.run(_tune(config, args, sys.stdout))
         if command == "preview":
             return _preview(config, Path(args.file), args.platform, sys.stdout)
     except ConfigError as exc:
@@ -421,7 +450,15 @@ async def _explain(config: Config, target: str, as_json: bool, out: TextIO) -> i
                     file=sys.stderr,
                 )
                 return 1
-        report = await explain(state, article, routing_defaults(config), datetime.now(UTC))
+        from bot.feedback_store import FeedbackStore
+        from bot.tuning import learned_for_routing
+
+        learned = await learned_for_routing(
+            FeedbackStore(state.database), await state.subscriptions(), config.feedback.enabled
+        )
+        report = await explain(
+            state, article, routing_defaults(config), datetime.now(UTC), learned
+        )
     finally:
         await state.aclose()
     out.write(report.to_json() if as_json else format_report(report))
@@ -507,6 +544,7 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
     )
     from bot.config import subscription_origin
     from bot.state import State, StateError
+    from bot.tuning import describe_state
     from bot.worker import routing_defaults
 
     if args.action == "remove" and args.id is None and not (args.platform and args.channel):
@@ -521,9 +559,14 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
     except StateError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2
+    from bot.feedback_store import FeedbackStore
+    from bot.tuning import Tuner
+
     commands = Commands(
         state, routing_defaults(config), clock,
         origin=lambda sub: subscription_origin(config, sub.platform, sub.channel, sub.topics),
+        tuner=Tuner(FeedbackStore(state.database), state, config.feedback, clock,
+                    global_floor=config.min_quality),
     )
     caller = operator("cli", SubscriptionSource.CLI)
     try:
@@ -533,6 +576,11 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
                 out.write("no subscriptions\n")
             for s in listed.subscriptions:
                 out.write(printable(f"{s.id:4}  {s.describe(config.min_quality)}") + "\n")
+            for row in listed.learned:
+                out.write(
+                    printable(f"      learned in {row.platform}:{row.channel}: "
+                              f"{describe_state(row)}") + "\n"
+                )
             return 0
         if args.action == "add":
             if args.mention is not None:
@@ -585,6 +633,43 @@ async def _subscriptions(config: Config, args: argparse.Namespace, out: TextIO) 
         await state.aclose()
 
 
+async def _tune(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """`newsbot tune`: through the same command layer as `/news tune` and the panel."""
+    from bot.clock import SystemClock
+    from bot.commands import Commands, ShowTuning, Tune, operator
+    from bot.feedback_store import FeedbackStore
+    from bot.state import State, StateError
+    from bot.tuning import Action, Tuner
+    from bot.worker import routing_defaults
+
+    clock = SystemClock()
+    try:
+        state = await State.open(config.database.path, clock)
+    except StateError as exc:
+        print(f"newsbot: {exc}", file=sys.stderr)
+        return 2
+    tuner = Tuner(
+        FeedbackStore(state.database), state, config.feedback, clock,
+        global_floor=config.min_quality,
+    )
+    commands = Commands(state, routing_defaults(config), clock, tuner=tuner)
+    caller = operator("cli", SubscriptionSource.CLI)
+    try:
+        action = (
+            Action.UNDO if args.undo else Action.APPLY if args.apply
+            else Action.DISMISS if args.dismiss else None
+        )
+        if action is None:
+            shown = await commands.handle(caller, ShowTuning(args.platform, args.channel))
+            out.write(printable(shown.text) + "\n")
+            return 0 if shown.ok else 2
+        reply = await commands.handle(caller, Tune(action, args.id, args.platform, args.channel))
+        out.write(printable(reply.text) + "\n")
+        return 0 if reply.ok else 1
+    finally:
+        await state.aclose()
+
+
 def _spec_of(args: argparse.Namespace) -> SubscriptionSpec:
     """`subscriptions add`'s options as a subscription (argparse checked each already)."""
     return SubscriptionSpec(
@@ -607,6 +692,7 @@ def _spec_of(args: argparse.Namespace) -> SubscriptionSpec:
         breaking_quality=args.breaking_quality,
         breaking_outlets=args.breaking_outlets,
         mention=args.mention,
+        learn=args.learn,
     )
 
 

@@ -24,6 +24,8 @@ from bot.articles import Article
 from bot.clock import Clock
 from bot.config import SubscriptionSpec
 from bot.credentials import Blocked
+from bot.feedback_store import AdjustmentRow, FeedbackStore, Status
+from bot.learning import LearnMode
 from bot.platforms.registry import check_mention
 from bot.routing import RoutingDefaults, Verdict, judge
 from bot.schedule_time import (
@@ -36,6 +38,7 @@ from bot.schedule_time import (
 )
 from bot.state import State
 from bot.subscriptions import Subscription, SubscriptionSource, topics_key
+from bot.tuning import Action, Button, Tuner, describe_state
 from bot.validation import MAX_NEWS_COUNT as MAX_NEWS_COUNT
 
 DEFAULT_NEWS_COUNT = 5
@@ -80,6 +83,17 @@ class NewsReply:
 class SubscriptionsReply:
     text: str
     subscriptions: tuple[Subscription, ...] = ()
+    # What reactions taught (in force) or suggest, for the listed channels.
+    learned: tuple[AdjustmentRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TuneReply:
+    ok: bool
+    text: str
+    buttons: tuple[Button, ...] = ()  # the apply, dismiss or undo buttons the text speaks of
+    public: bool = False  # for the whole channel (what changes what it receives), not only you
+    adjustments: tuple[AdjustmentRow, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +192,30 @@ class ResumeChannel:
     channel: str
 
 
-ChatRequest = FindNews | Subscribe | Unsubscribe | ListSubscriptions | ListTopics
+@dataclass(frozen=True, slots=True)
+class ShowTuning:
+    """What a channel's reactions taught and suggest (`/news tune`): the caller's channel, or
+    the one an operator names."""
+
+    platform: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tune:
+    """Apply or dismiss a suggestion, or undo an adjustment in force (`/news tune undo`, the
+    buttons, `newsbot tune --undo`): the one named, else every one the action can take. Checked
+    with the same permission as `/subscribe`."""
+
+    action: Action
+    adjustment_id: int | None = None
+    platform: str | None = None  # an operator's: which channel
+    channel: str | None = None
+
+
+ChatRequest = (
+    FindNews | Subscribe | Unsubscribe | ListSubscriptions | ListTopics | ShowTuning | Tune
+)
 OperatorRequest = (
     AddSubscription
     | EditSubscription
@@ -188,7 +225,7 @@ OperatorRequest = (
     | ResumeChannel
 )
 Request = ChatRequest | OperatorRequest
-AnyReply = Reply | NewsReply | SubscriptionsReply | TopicsReply | ChangeReply
+AnyReply = Reply | NewsReply | SubscriptionsReply | TopicsReply | ChangeReply | TuneReply
 OPERATORS_ONLY = "Only whoever runs the bot (the CLI, the web panel) may do that."
 
 
@@ -353,6 +390,9 @@ def check_spec(spec: SubscriptionSpec) -> SubscriptionSpec:
     if s.quiet_hours is not None:
         quiet = s.quiet_hours
         _rule("Quiet hours", quiet, lambda: validation.quiet_hours(quiet))
+    if s.learn is not None:
+        learn = s.learn
+        _rule("learn", learn, lambda: validation.learn_mode(learn))
     mention = spec.mention
     if mention is not None:
         mention = _checked(mention, lambda v: check_mention(spec.platform, v), "The mention")
@@ -393,12 +433,27 @@ class Commands:
         *,
         blocked: BlockedCheck | None = None,
         origin: Callable[[Subscription], str] | None = None,
+        tuner: Tuner | None = None,
     ) -> None:
         self._state = state
         self._defaults = defaults
         self._clock = clock
         self._blocked = blocked
         self._origin = origin  # where a config subscription is written (file:line)
+        # What reactions taught: listed and undone from anywhere; learned (and announced) only
+        # where a running bot passes its tuner with [feedback] on.
+        from bot.config import FeedbackConfig
+
+        self._tuner = tuner or Tuner(
+            FeedbackStore(state.database), state, FeedbackConfig(), clock,
+            global_floor=defaults.min_quality,
+        )
+
+    async def _learned(self, platform: str | None = None, channel: str | None = None
+                       ) -> tuple[AdjustmentRow, ...]:
+        return tuple(await self._tuner.store.adjustments(
+            platform, channel, (Status.APPLIED, Status.SUGGESTED)
+        ))
 
     async def _known_topics(self) -> list[tuple[str, int]]:
         return await self._state.topic_counts()
@@ -530,11 +585,18 @@ class Commands:
         subs = tuple(await self._state.subscriptions(caller.platform, caller.channel))
         if not subs:
             return SubscriptionsReply(text="This channel has no subscriptions.")
-        lines = [sub.describe_filters(self._defaults.min_quality) for sub in subs]
-        return SubscriptionsReply(
-            text="This channel is subscribed to:\n" + "\n".join(f"- {x}" for x in lines),
-            subscriptions=subs,
-        )
+        learns = await self._learns(subs)
+        lines = [
+            sub.describe_filters(self._defaults.min_quality) + learns.get(sub.id, "")
+            for sub in subs
+        ]
+        learned = await self._learned(caller.platform, caller.channel)
+        text = "This channel is subscribed to:\n" + "\n".join(f"- {x}" for x in lines)
+        if learned:
+            text += "\nLearned from reactions here:\n" + "\n".join(
+                f"- {describe_state(row)}" for row in learned
+            )
+        return SubscriptionsReply(text=text, subscriptions=subs, learned=learned)
 
     async def topics(self) -> TopicsReply:
         counts = tuple(await self._known_topics())
@@ -563,6 +625,8 @@ class Commands:
     async def handle(self, caller: Caller, request: Subscribe | Unsubscribe) -> Reply: ...
     @overload
     async def handle(self, caller: Caller, request: OperatorRequest) -> ChangeReply: ...
+    @overload
+    async def handle(self, caller: Caller, request: ShowTuning | Tune) -> TuneReply: ...
 
     async def handle(self, caller: Caller, request: Request) -> AnyReply:
         """What `request` means for `caller`: every interface comes in here."""
@@ -579,6 +643,10 @@ class Commands:
                 return await self.subscriptions(caller)
             case ListTopics():
                 return await self.topics()
+            case ShowTuning(platform, channel):
+                return await self._show_tuning(caller, platform, channel)
+            case Tune():
+                return await self._tune(caller, request)
         if not (caller.operator and caller.can_manage):
             return ChangeReply(ok=False, text=OPERATORS_ONLY)
         try:
@@ -602,6 +670,78 @@ class Commands:
                 return await self._resume(platform, channel)
         raise AssertionError(f"unhandled request {request!r}")
 
+    # --- learning from reactions -----------------------------------------------------------
+
+    @staticmethod
+    def _where(caller: Caller, platform: str | None, channel: str | None) -> tuple[str, str]:
+        """The channel a tuning request is about: an operator's named one, else the caller's."""
+        if caller.operator:
+            if not (platform and channel):
+                raise BadArgument("Name the channel: its platform and channel id.")
+            return platform, channel
+        return caller.platform, caller.channel
+
+    async def _show_tuning(
+        self, caller: Caller, platform: str | None, channel: str | None
+    ) -> TuneReply:
+        try:
+            platform, channel = self._where(caller, platform, channel)
+        except BadArgument as exc:
+            return TuneReply(ok=False, text=str(exc))
+        # On demand: whatever the votes call for now is suggested (or applied) first.
+        await self._tuner.evaluate(platform, channel)
+        rows = await self._tuner.store.adjustments(
+            platform, channel, (Status.APPLIED, Status.SUGGESTED)
+        )
+        mode = await self._tuner.mode_of(platform, channel)
+        pending = [r for r in rows if r.status is Status.SUGGESTED]
+        in_force = [r for r in rows if r.status is Status.APPLIED]
+        lines = []
+        if not self._tuner.enabled:
+            lines.append("Learning from reactions is off ([feedback] enabled = false).")
+        else:
+            lines.append(f"Learning from reactions here: {mode}.")
+        if pending:
+            notice = await self._tuner.suggestion_notice(platform, channel, pending)
+            lines.append(notice.text)
+        buttons = list(
+            (await self._tuner.suggestion_notice(platform, channel, pending)).buttons
+            if pending else ()
+        )
+        if in_force:
+            lines.append("In force:")
+            lines += [f"- {describe_state(r)}" for r in in_force]
+            buttons += [Button(Action.UNDO, r.id, f"Undo #{r.id}") for r in in_force]
+        if not rows:
+            lines.append("Nothing learned or suggested yet.")
+        return TuneReply(
+            ok=True, text="\n".join(lines), buttons=tuple(buttons), public=bool(pending),
+            adjustments=tuple(rows),
+        )
+
+    async def _tune(self, caller: Caller, request: Tune) -> TuneReply:
+        if not caller.can_manage:
+            return TuneReply(ok=False, text=MANAGE_REFUSAL)
+        try:
+            platform, channel = self._where(caller, request.platform, request.channel)
+        except BadArgument as exc:
+            return TuneReply(ok=False, text=str(exc))
+        who = f"{caller.via}:{caller.user_id}" if caller.operator else caller.user_id
+        done, text = await self._tuner.act(
+            request.action, platform, channel, request.adjustment_id, who
+        )
+        # Routing reads what is in force at every scan: the next article is judged by it.
+        return TuneReply(ok=bool(done), text=text, public=bool(done), adjustments=tuple(done))
+
+    async def _learns(self, subs: tuple[Subscription, ...]) -> dict[int, str]:
+        """Per subscription, how it learns from reactions (said only while feedback is on)."""
+        if not self._tuner.enabled:
+            return {}
+        from bot.tuning import DEFAULT_LEARN
+
+        modes = await self._tuner.store.learn_modes()
+        return {s.id: f"; learns from reactions: {modes.get(s.id, DEFAULT_LEARN)}" for s in subs}
+
     # --- operator requests ---------------------------------------------------------------------
 
     def _owned_text(self, sub: Subscription) -> str:
@@ -615,8 +755,14 @@ class Commands:
         subs = tuple(await self._state.subscriptions())
         if not subs:
             return SubscriptionsReply(text="There are no subscriptions.")
-        lines = [f"{s.id}: {s.describe(self._defaults.min_quality)}" for s in subs]
-        return SubscriptionsReply(text="\n".join(lines), subscriptions=subs)
+        learns = await self._learns(subs)
+        lines = [
+            f"{s.id}: {s.describe(self._defaults.min_quality)}{learns.get(s.id, '')}"
+            for s in subs
+        ]
+        learned = await self._learned()
+        lines += [f"learned in {r.platform}:{r.channel}: {describe_state(r)}" for r in learned]
+        return SubscriptionsReply(text="\n".join(lines), subscriptions=subs, learned=learned)
 
     async def _store(self, spec: SubscriptionSpec, source: SubscriptionSource) -> ChangeReply:
         from bot.worker import subscription_from_spec
@@ -628,6 +774,8 @@ class Commands:
             lambda sub, art: judge(art, sub, self._defaults, now) is Verdict.DELIVER,
         )
         stored = await self._keep_channel_state(stored)
+        if spec.learn is not None:
+            await self._tuner.store.set_learn_mode(stored.id, LearnMode(spec.learn))
         verb = "Added" if created else "Updated"
         return ChangeReply(
             ok=True,

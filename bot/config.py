@@ -81,6 +81,27 @@ class SubscriptionSpec:
     breaking_quality: float = validation.DEFAULT_BREAKING_QUALITY
     breaking_outlets: int = validation.DEFAULT_BREAKING_OUTLETS
     mention: str | None = None  # a role (Discord) or user group (Slack) id: see bot.breaking
+    # What the channel's reactions may do: "off", "suggest" or "auto" (bot/learning.py). None:
+    # the default, "suggest" (only while [feedback] enabled = true).
+    learn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackConfig:
+    """Reactions on our own posts tune the channel's subscriptions (bot/learning.py). The salt
+    that hashes who reacted is a secret: NEWSBOT_FEEDBACK_SALT (or its _FILE), else one made
+    at the first use and kept in the database."""
+
+    enabled: bool = False
+    # The reactions that count as a thumbs-up and a thumbs-down: Discord's emoji ("👍") and
+    # Slack's names without colons ("+1"); skin tones count as the plain emoji.
+    up: tuple[str, ...] = ("👍", "+1")
+    down: tuple[str, ...] = ("👎", "-1")
+    window_days: float = 30.0
+    min_people: int = 2
+
+
+FEEDBACK_SALT_ENV = "NEWSBOT_FEEDBACK_SALT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +170,7 @@ class Config:
     slack: SlackConfig = field(default_factory=SlackConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     panel: PanelConfig = field(default_factory=PanelConfig)
+    feedback: FeedbackConfig = field(default_factory=FeedbackConfig)
     source: Path | None = None  # the file this came from; None for the embedded default
 
 
@@ -304,7 +326,7 @@ def _subscription(top: _Reader, table: Any, index: int) -> SubscriptionSpec | No
             "platform", "channel", "topics", "min_quality", "include_unscored", "backfill",
             "providers_include", "providers_exclude", "keywords", "max_age_days",
             "late_coverage", "headline_margin", "mode", "digest_at", "timezone",
-            "quiet_hours", "breaking_quality", "breaking_outlets", "mention",
+            "quiet_hours", "breaking_quality", "breaking_outlets", "mention", "learn",
         }
     )
     platform = r.optional_string("platform", PLATFORM_NAMES)
@@ -341,6 +363,7 @@ def _subscription(top: _Reader, table: Any, index: int) -> SubscriptionSpec | No
             "breaking_outlets", validation.DEFAULT_BREAKING_OUTLETS, validation.breaking_outlets
         ),
         mention=r.checked("mention", None, lambda value: check_mention(platform, value)),
+        learn=r.checked("learn", None, validation.learn_mode),
     )
 
 
@@ -417,6 +440,39 @@ def _panel(r: _Reader, http: HttpConfig) -> PanelConfig:
     )
 
 
+def _signs(r: _Reader, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    if key not in r.table:
+        return default
+    signs = r.strings(key)
+    if not signs:
+        r.fail(key, 'a list of at least one emoji or reaction name, like ["👍", "+1"]',
+               r.table[key])
+        return default
+    # Slack writes a reaction's name without colons: ":+1:" is "+1".
+    return tuple(s[1:-1] if len(s) > 2 and s[0] == s[-1] == ":" else s for s in signs)
+
+
+def _feedback(r: _Reader) -> FeedbackConfig:
+    r.check_unknown({"enabled", "up", "down", "window_days", "min_people"})
+    defaults = FeedbackConfig()
+    up = _signs(r, "up", defaults.up)
+    down = _signs(r, "down", defaults.down)
+    both = sorted(set(up) & set(down))
+    if both:
+        r.error(
+            f"`feedback.down` repeats {', '.join(both)} of `feedback.up`: a reaction is one or "
+            "the other",
+            "feedback.down",
+        )
+    return FeedbackConfig(
+        enabled=r.boolean("enabled", defaults.enabled),
+        up=up,
+        down=down,
+        window_days=r.checked("window_days", defaults.window_days, validation.window_days),
+        min_people=r.checked("min_people", defaults.min_people, validation.min_people),
+    )
+
+
 def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
     """Validate a parsed TOML document. Relative paths are resolved against `base`. Every
     problem is found in one reading: `ConfigErrors` carries them all."""
@@ -425,7 +481,7 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
     top.check_unknown(
         {
             "min_quality", "include_unscored", "max_age_days", "store", "database",
-            "subscriptions", "render", "logging", "http", "panel",
+            "subscriptions", "render", "logging", "http", "panel", "feedback",
         }
         | {spec.config_section for spec in PLATFORMS.values() if spec.config_section}
     )
@@ -467,6 +523,7 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> Config:
         slack=_slack(top.nested("slack")),
         http=http,
         panel=_panel(top.nested("panel"), http),
+        feedback=_feedback(top.nested("feedback")),
         source=None,
     )
     if errors:

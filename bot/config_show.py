@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from bot.config import PANEL_PASSWORD_ENV, Config, SubscriptionSpec
+from bot.config import FEEDBACK_SALT_ENV, PANEL_PASSWORD_ENV, Config, SubscriptionSpec
 from bot.platforms.registry import PLATFORMS
 
 
@@ -40,6 +40,8 @@ def secret_variables(config: Config) -> list[str]:
     names = [secret.variable for spec in PLATFORMS.values() for secret in spec.secrets]
     if config.panel.enabled:
         names.append(PANEL_PASSWORD_ENV)
+    if config.feedback.enabled:
+        names.append(FEEDBACK_SALT_ENV)
     for sub in config.subscriptions:
         variable = PLATFORMS[sub.platform].webhook_variable(sub.channel)
         if variable and variable not in names:
@@ -88,6 +90,9 @@ def _subscription(spec: SubscriptionSpec) -> list[str]:
         f"mention = {toml_string(spec.mention)}"
         if spec.mention is not None
         else "# mention: not set (breaking stories ping nobody)",
+        f"learn = {toml_string(spec.learn)}"
+        if spec.learn is not None
+        else '# learn: not set ("suggest" while [feedback] enabled = true)',
     ]
     return lines
 
@@ -144,6 +149,12 @@ def effective_config(config: Config, environ: Mapping[str, str]) -> str:
         f"enabled = {_bool(config.panel.enabled)}",
         f"trusted_header = {toml_string(config.panel.trusted_header)}",
         f"behind_tls = {_bool(config.panel.behind_tls)}",
+        "[feedback]",
+        f"enabled = {_bool(config.feedback.enabled)}",
+        f"up = {_strings(config.feedback.up)}",
+        f"down = {_strings(config.feedback.down)}",
+        f"window_days = {_number(config.feedback.window_days)}",
+        f"min_people = {config.feedback.min_people}",
     ]
     for spec in config.subscriptions:
         lines += _subscription(spec)

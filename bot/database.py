@@ -242,6 +242,61 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP TABLE title_words;
     """,
+    # Learning from reactions (bot/feedback_store.py, bot/learning.py): the votes on our own
+    # posts (a salted hash of the person, never their id), what each voted post was about, each
+    # subscription's `learn` mode, and every learned adjustment with the votes that caused it.
+    """
+    CREATE TABLE feedback_posts (
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        story_id INTEGER NOT NULL,
+        topics TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        PRIMARY KEY (platform, channel, story_id)
+    );
+    CREATE TABLE feedback_votes (
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        story_id INTEGER NOT NULL,
+        sign INTEGER NOT NULL,
+        voter TEXT NOT NULL,
+        emoji TEXT NOT NULL,
+        voted_at REAL NOT NULL,
+        PRIMARY KEY (platform, channel, story_id, sign, voter, emoji)
+    );
+    CREATE INDEX feedback_votes_by_time ON feedback_votes (platform, channel, voted_at);
+    CREATE TABLE learn_modes (
+        subscription_id INTEGER PRIMARY KEY,
+        mode TEXT NOT NULL
+    );
+    CREATE TABLE learned_adjustments (
+        id INTEGER PRIMARY KEY,
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        subject_key TEXT NOT NULL,
+        shift REAL NOT NULL,
+        exclude INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        up INTEGER NOT NULL,
+        down INTEGER NOT NULL,
+        people INTEGER NOT NULL,
+        votes_since REAL NOT NULL,
+        votes_until REAL NOT NULL,
+        created_at REAL NOT NULL,
+        decided_at REAL,
+        decided_by TEXT,
+        notice_ref TEXT
+    );
+    CREATE INDEX learned_by_channel ON learned_adjustments (platform, channel, status);
+    CREATE TABLE feedback_channels (
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        suggested_at REAL NOT NULL,
+        PRIMARY KEY (platform, channel)
+    );
+    """,
 )
 
 async def _story_data(db: aiosqlite.Connection) -> None:

@@ -5,11 +5,13 @@ worker left it, so the answer agrees with what was sent."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from bot.articles import Article
+from bot.learning import Learned, learned_floor
 from bot.outbox import HELD_BY_QUIET_HOURS, Delivery, DeliveryKind, DeliveryState
 from bot.printable import json_text, printable
 from bot.routing import RoutingDefaults, Verdict, judge
@@ -56,8 +58,15 @@ class Report:
 
 
 async def explain(
-    state: State, article: Article, defaults: RoutingDefaults, now: datetime
+    state: State,
+    article: Article,
+    defaults: RoutingDefaults,
+    now: datetime,
+    learned: Mapping[int, Learned] | None = None,
 ) -> Report:
+    """`learned`: per subscription id, what its channel's reactions taught (as routing
+    applies it: bot.tuning.learned_for_routing)."""
+    learned = learned or {}
     story_id = await state.story_of(article.key)
     members = await state.story_articles(story_id) if story_id is not None else [article]
     outlets = tuple(sorted({m.provider.name or m.provider.domain for m in members} - {""}))
@@ -68,9 +77,11 @@ async def explain(
             post = await state.outbox.post_for(sub.platform, sub.channel, story_id)
             if post is None:
                 post = await state.outbox.digest_listing(sub.id, story_id)
+        taught = learned.get(sub.id)
+        verdict = judge(article, sub, defaults, now, taught)
         explanations.append(
-            await _one(state, article, sub, post, judge(article, sub, defaults, now), defaults,
-                       story_id is not None, now)
+            await _one(state, article, sub, post, verdict, defaults, story_id is not None, now,
+                       taught)
         )
     return Report(
         key=article.key,
@@ -92,6 +103,7 @@ async def _one(
     defaults: RoutingDefaults,
     known: bool,
     now: datetime,
+    learned: Learned | None = None,
 ) -> Explanation:
     def answer(fate: Fate, reason: str, at: float | None = None, message: str | None = None
                ) -> Explanation:
@@ -100,10 +112,13 @@ async def _one(
             reason, at, message,
         )
 
+    def why_not() -> str:
+        return _why_not(verdict, article, sub, defaults, now, learned)
+
     if post is not None and post.kind is DeliveryKind.DIGEST:
         # The story is listed in this subscription's digest (collected under its row).
         if verdict is not Verdict.DELIVER and post.article_key != article.key:
-            return answer(Fate.NOT_DELIVERED, _why_not(verdict, article, sub, defaults, now))
+            return answer(Fate.NOT_DELIVERED, why_not())
         if post.state is DeliveryState.SENT:
             return answer(Fate.DELIVERED, f"listed in the digest sent at {_when(post.posted_at)}",
                           post.posted_at, post.message_ref)
@@ -116,7 +131,7 @@ async def _one(
             # The channel has the story through another article; this one it does not take.
             return answer(
                 Fate.NOT_DELIVERED,
-                f"{_why_not(verdict, article, sub, defaults, now)} (its {story} reached the "
+                f"{why_not()} (its {story} reached the "
                 f"channel through {post.article_key})",
             )
         if post.state is DeliveryState.SENT:
@@ -153,7 +168,7 @@ async def _one(
             return answer(Fate.NOT_DELIVERED, f"the channel is paused: {post.last_error}")
         return answer(Fate.NOT_DELIVERED, f"the platform refused it: {post.last_error}")
     if verdict is not Verdict.DELIVER:
-        return answer(Fate.NOT_DELIVERED, _why_not(verdict, article, sub, defaults, now))
+        return answer(Fate.NOT_DELIVERED, why_not())
     if not known:
         return answer(Fate.WAITING, "not scanned yet: it goes out when the bot next reads the "
                                     "store")
@@ -183,8 +198,21 @@ async def _late(state: State, sub: Subscription, post: Delivery, article: Articl
 
 def _why_not(
     verdict: Verdict, article: Article, sub: Subscription, defaults: RoutingDefaults,
-    now: datetime,
+    now: datetime, learned: Learned | None = None,
 ) -> str:
+    from bot.tuning import explain_hold
+
+    floor = sub.min_quality if sub.min_quality is not None else defaults.min_quality
+    if verdict is Verdict.LEARNED_EXCLUDED and learned:
+        excluding = learned.exclusion(article)
+        assert excluding is not None
+        return f"held back by what this channel taught: {explain_hold([excluding], floor)}"
+    if verdict is Verdict.LEARNED_FLOOR and learned:
+        moved = learned.shift_for(article)
+        return (
+            f"held back by what this channel taught: quality {article.quality:g} is under "
+            f"{learned_floor(floor, moved.shift):g}: {explain_hold(moved.because, floor)}"
+        )
     if verdict is Verdict.PARKED:
         return f"the subscription is paused: {sub.parked_reason}"
     if verdict is Verdict.WRONG_TOPIC:
@@ -207,7 +235,12 @@ def _why_not(
     if verdict is Verdict.UNSCORED:
         return ("it has no quality score, and this subscription does not take unscored "
                 "articles (include_unscored)")
-    floor = sub.min_quality if sub.min_quality is not None else defaults.min_quality
+    if learned and learned.shift_for(article).because:
+        moved = learned.shift_for(article)
+        return (
+            f"below the floor: quality {article.quality:g} is under "
+            f"{learned_floor(floor, moved.shift):g} ({explain_hold(moved.because, floor)})"
+        )
     return f"below the floor: quality {article.quality:g} is under {floor:g}"
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.articles import Article
+from bot.learning import Learned, learned_floor
 from bot.subscriptions import Subscription
 
 
@@ -21,6 +22,10 @@ class Verdict(StrEnum):
     TOO_OLD = "too_old"
     UNSCORED = "unscored"
     BELOW_FLOOR = "below_floor"
+    # Held back only by what the channel's reactions taught (bot/learning.py): the outlet is
+    # excluded, or the floor for one of its topics (or its outlet) was raised.
+    LEARNED_EXCLUDED = "learned_excluded"
+    LEARNED_FLOOR = "learned_floor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +93,14 @@ def _keywords_match(article: Article, keywords: Iterable[str]) -> bool:
 
 
 def judge(
-    article: Article, sub: Subscription, defaults: RoutingDefaults, now: datetime
+    article: Article,
+    sub: Subscription,
+    defaults: RoutingDefaults,
+    now: datetime,
+    learned: Learned | None = None,
 ) -> Verdict:
-    """The first reason `sub` does not want `article`, or DELIVER."""
+    """The first reason `sub` does not want `article`, or DELIVER. `learned`: what the
+    channel's reactions taught, when this subscription learns from them."""
     if sub.is_parked:
         return Verdict.PARKED
     if sub.topics:
@@ -103,6 +113,8 @@ def judge(
         return Verdict.PROVIDER
     if sub.keywords and not _keywords_match(article, sub.keywords):
         return Verdict.KEYWORD
+    if learned and learned.exclusion(article) is not None:
+        return Verdict.LEARNED_EXCLUDED
     max_age = sub.max_age_days if sub.max_age_days is not None else defaults.max_age_days
     if (
         max_age is not None
@@ -116,6 +128,11 @@ def judge(
         )
         return Verdict.DELIVER if include else Verdict.UNSCORED
     floor = sub.min_quality if sub.min_quality is not None else defaults.min_quality
+    if learned:
+        moved = learned_floor(floor, learned.shift_for(article).shift)
+        if article.quality >= moved:
+            return Verdict.DELIVER
+        return Verdict.LEARNED_FLOOR if article.quality >= floor else Verdict.BELOW_FLOOR
     return Verdict.DELIVER if article.quality >= floor else Verdict.BELOW_FLOOR
 
 
@@ -124,11 +141,14 @@ def route(
     subscriptions: Iterable[Subscription],
     defaults: RoutingDefaults,
     now: datetime,
+    learned: Mapping[int, Learned] | None = None,
 ) -> Routing:
+    """`learned`: per subscription id, what its channel's reactions taught (only those that
+    learn from them are in it)."""
     targets = []
     held_unscored = False
     for sub in subscriptions:
-        verdict = judge(article, sub, defaults, now)
+        verdict = judge(article, sub, defaults, now, (learned or {}).get(sub.id))
         if verdict is Verdict.DELIVER:
             targets.append(sub)
         elif verdict is Verdict.UNSCORED:

@@ -3,6 +3,7 @@ Mode or HTTP endpoint) and the HTTP face (health, readiness, metrics)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -11,13 +12,14 @@ from typing import TYPE_CHECKING
 
 from bot.clock import Clock
 from bot.commands import Commands
-from bot.config import Config, subscription_origin
+from bot.config import FEEDBACK_SALT_ENV, Config, subscription_origin
 from bot.credentials import Target, blocked, parked_for_a_secret
 from bot.delivery import Deliverer
 from bot.metrics import Metrics, StateGauges, render_prometheus
 from bot.notifiers import Platforms
 from bot.platforms.registry import PLATFORMS, CommandEndpoint, ReceiverContext
 from bot.state import State
+from bot.tuning import PostsNotices, Tuner
 from bot.worker import Worker, routing_defaults
 
 if TYPE_CHECKING:
@@ -46,22 +48,64 @@ class Parts:
     metrics: Metrics
 
 
+# How often the bot looks for suggestions whose weekly wait is over.
+SUGGESTION_CHECK_S = 3600.0
+
+
+def build_tuner(parts: Parts) -> Tuner:
+    """Learning from reactions for this run: notices go out through the platforms that can
+    post them."""
+    from bot.feedback_store import FeedbackStore
+
+    announcers = {
+        name: notifier.post_notice
+        for name, notifier in parts.platforms.notifiers.items()
+        if isinstance(notifier, PostsNotices)
+    }
+    return Tuner(
+        FeedbackStore(parts.state.database), parts.state, parts.config.feedback, parts.clock,
+        global_floor=parts.config.min_quality,
+        salt=parts.platforms.secrets.value(FEEDBACK_SALT_ENV),
+        announcers=announcers,
+    )
+
+
+async def _suggest_weekly(tuner: Tuner) -> None:
+    """Suggestions held back by the weekly limit are said once their week is over."""
+    while True:
+        await asyncio.sleep(SUGGESTION_CHECK_S)
+        try:
+            await tuner.due_suggestions()
+        except Exception:
+            log.exception("feedback: saying the waiting suggestions failed; trying again later")
+
+
 async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> RunningBot:
     """Start the receivers and the HTTP server; `stack` closes them, receivers first."""
     secrets = parts.platforms.secrets
+    tuner = build_tuner(parts)
     commands = Commands(
         parts.state, routing_defaults(parts.config), parts.clock,
         blocked=lambda platform, channel: blocked(Target(platform, channel), secrets),
         origin=lambda sub: subscription_origin(parts.config, sub.platform, sub.channel, sub.topics),
+        tuner=tuner,
     )
-    endpoint = await _start_receivers(parts, commands, stack)
+    if tuner.enabled:
+        weekly = asyncio.create_task(_suggest_weekly(tuner), name="feedback-suggestions")
+
+        async def stop_weekly() -> None:
+            weekly.cancel()
+            await asyncio.gather(weekly, return_exceptions=True)
+
+        stack.push_async_callback(stop_weekly)
+    endpoint = await _start_receivers(parts, commands, tuner, stack)
     if not (parts.config.http.enabled or endpoint is not None):
         return RunningBot()
     return await _start_http(parts, endpoint, commands, stack)
 
 
 async def _start_receivers(
-    parts: Parts, commands: Commands, stack: contextlib.AsyncExitStack
+    parts: Parts, commands: Commands, tuner: Tuner, stack: contextlib.AsyncExitStack
 ) -> CommandEndpoint | None:
     """Each platform's command receiver, where its plan says it runs (the start-up lines said
     why any is off); the one that answers over HTTP, if any, is returned for the HTTP server."""
@@ -75,7 +119,7 @@ async def _start_receivers(
         secret = platforms.secrets.value(plan.secret.variable)
         assert secret is not None  # the plan was made from the same secrets
         context = ReceiverContext(
-            parts.config, notifier, commands, parts.state, parts.clock, plan, secret
+            parts.config, notifier, commands, parts.state, parts.clock, plan, secret, tuner
         )
         endpoint = await spec.start_commands(context, stack) or endpoint
     return endpoint
@@ -126,6 +170,8 @@ async def _start_http(
         readiness=readiness,
         metrics=metrics_text,
         rejections=RejectionLog(parts.metrics.count_rejection, parts.clock),
+        slack_events=endpoint.events if endpoint else None,
+        slack_actions=endpoint.actions if endpoint else None,
     )
     if parts.config.panel.enabled:
         _mount_panel(app, parts, commands)

@@ -151,3 +151,28 @@ def mention_id(value: str, pattern: str, expected: str) -> str:
     if not isinstance(value, str) or re.fullmatch(pattern, value) is None:
         raise InvalidValue(expected)
     return value
+
+
+# --- learning from reactions ----------------------------------------------------------------
+
+LEARN_CHOICES = ("off", "suggest", "auto")
+MAX_WINDOW_DAYS = 365.0
+MAX_MIN_PEOPLE = 1000
+
+
+def learn_mode(value: str) -> str:
+    if value not in LEARN_CHOICES:
+        raise InvalidValue("one of " + ", ".join(f'"{c}"' for c in LEARN_CHOICES))
+    return value
+
+
+def window_days(value: float) -> float:
+    expected = f"a number of days above 0, at most {MAX_WINDOW_DAYS:g}"
+    days = finite(value, expected)
+    if not 0 < days <= MAX_WINDOW_DAYS:
+        raise InvalidValue(expected)
+    return days
+
+
+def min_people(value: int) -> int:
+    return _whole(value, 1, MAX_MIN_PEOPLE)

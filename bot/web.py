@@ -1,4 +1,6 @@
-"""The HTTP face: `/healthz`, `/readyz`, `/metrics` and Slack's slash-command endpoint.
+"""The HTTP face: `/healthz`, `/readyz`, `/metrics` and Slack's endpoints: slash commands
+(`/slack/commands`), events (`/slack/events`: reactions, for learning from them) and button
+presses (`/slack/actions`), each held to the same signature check.
 
 `POST /slack/commands` trusts nothing it has not verified: the Slack adapter's request check
 (the signature over the raw body, its age, and that it is not a replay) runs before the form is
@@ -10,6 +12,7 @@ drops the connection, and beyond a number of open connections a new one is refus
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import traceback
@@ -29,6 +32,8 @@ from bot.rejections import Rejection, RejectionLog
 log = logging.getLogger(__name__)
 
 SlashAnswer = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
+# An Events API callback, and an interactive payload (a button press): handled after the answer.
+EventHandler = Callable[[Mapping[str, Any]], Awaitable[object]]
 # Why this raw body with these headers is not really from Slack; None when it is. (The Slack
 # adapter decides.)
 RequestCheck = Callable[[bytes, Mapping[str, str]], Rejection | None]
@@ -81,6 +86,9 @@ _READINESS: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
 _METRICS: web.AppKey[MetricsText] = web.AppKey("metrics")
 _REJECTIONS: web.AppKey[RejectionLog] = web.AppKey("rejections")
 _LIMITS: web.AppKey[HttpLimits] = web.AppKey("limits")
+_EVENTS: web.AppKey[EventHandler] = web.AppKey("slack_events")
+_ACTIONS: web.AppKey[EventHandler] = web.AppKey("slack_actions")
+_LATER: web.AppKey[set[asyncio.Task[object]]] = web.AppKey("handled_after_answer")
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -123,7 +131,9 @@ async def _slack_commands(request: web.Request) -> web.Response:
         return web.json_response(_FAILED_REPLY)
 
 
-async def _slack_command(request: web.Request) -> web.Response:
+async def _verified_body(request: web.Request) -> bytes | web.Response:
+    """The raw body, once it is known to be Slack's (signed, fresh, not a replay); else the
+    refusal to answer with."""
     try:
         async with asyncio.timeout(request.app[_LIMITS].body_timeout_s):
             body = await request.read()
@@ -139,6 +149,64 @@ async def _slack_command(request: web.Request) -> web.Response:
     if refusal is not None:
         request.app[_REJECTIONS].refuse(refusal)
         return web.Response(status=401, text="invalid request signature")
+    return body
+
+
+def _after_answer(app: web.Application, work: Awaitable[object]) -> None:
+    """Slack wants its answer within 3 s: the work goes on after it (kept until done)."""
+
+    async def run() -> object:
+        try:
+            return await work
+        except Exception as exc:
+            log.error("slack: handling an event failed on our side (%s)", type(exc).__name__)
+            return None
+
+    task = asyncio.ensure_future(run())
+    app[_LATER].add(task)
+    task.add_done_callback(app[_LATER].discard)
+
+
+async def _slack_events(request: web.Request) -> web.Response:
+    """The Events API: the URL check, and callbacks (reactions) handled after the answer."""
+    body = await _verified_body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return web.Response(status=400, text="not JSON")
+    if not isinstance(payload, dict):
+        return web.Response(status=400, text="not a JSON object")
+    if payload.get("type") == "url_verification":
+        challenge = payload.get("challenge")
+        return web.json_response({"challenge": challenge if isinstance(challenge, str) else ""})
+    if payload.get("type") == "event_callback":
+        _after_answer(request.app, request.app[_EVENTS](payload))
+    return web.Response(text="")
+
+
+async def _slack_actions(request: web.Request) -> web.Response:
+    """Interactivity: a button press, answered later through its response_url."""
+    body = await _verified_body(request)
+    if isinstance(body, web.Response):
+        return body
+    form = _read_form(body)
+    raw = form.get("payload") if isinstance(form, dict) else None
+    try:
+        payload = json.loads(raw) if raw else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        return web.Response(status=400, text="no interactive payload")
+    _after_answer(request.app, request.app[_ACTIONS](payload))
+    return web.Response(text="")
+
+
+async def _slack_command(request: web.Request) -> web.Response:
+    body = await _verified_body(request)
+    if isinstance(body, web.Response):
+        return body
     # From here on the request is Slack's own: a form it should not have sent gets an answer
     # in the channel rather than an HTTP error nobody sees.
     form = _read_form(body)
@@ -182,6 +250,8 @@ def create_app(
     metrics: MetricsText | None = None,
     rejections: RejectionLog | None = None,
     limits: HttpLimits | None = None,
+    slack_events: EventHandler | None = None,
+    slack_actions: EventHandler | None = None,
 ) -> web.Application:
     """The routes: `/healthz` and `/readyz` always, `/metrics` when given the metrics,
     `/slack/commands` when given a handler (which then needs the request check). Refused
@@ -203,6 +273,13 @@ def create_app(
         app[_ANSWER] = slash_answer
         app[_VERIFY] = verify_request
         app.router.add_post("/slack/commands", _slack_commands)
+        app[_LATER] = set()
+        if slack_events is not None:
+            app[_EVENTS] = slack_events
+            app.router.add_post("/slack/events", _slack_events)
+        if slack_actions is not None:
+            app[_ACTIONS] = slack_actions
+            app.router.add_post("/slack/actions", _slack_actions)
     return app
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.articles import Article
 from bot.clock import Clock
 from bot.config import Config, SubscriptionSpec
+from bot.feedback_store import FeedbackStore
 from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY, STOPPED_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
@@ -131,6 +132,7 @@ class Worker:
         self._scheduler = scheduler
         self._clock = clock
         self._defaults = routing_defaults(config)
+        self._feedback = FeedbackStore(state.database)
         self._index: dict[str, FileStamp] = {}
         self._store_missing_reported = False
         self._scan_lock = asyncio.Lock()
@@ -173,6 +175,7 @@ class Worker:
         }
         queued_before = sum((await self._state.outbox.counts()).values())
         created = await self._state.sync_config_subscriptions(wanted, self.wants)
+        await self._sync_learn_modes()
         summary.backfilled = sum((await self._state.outbox.counts()).values()) - queued_before
         for sub in created:
             if (sub.platform, sub.channel, sub.topics) in ran_before:
@@ -185,6 +188,23 @@ class Worker:
         summary.unscored_passed_over = await self._unscored_passed_over(created)
         self._scheduler.notify()
         return summary
+
+    async def _sync_learn_modes(self) -> None:
+        """Each config subscription's `learn` (none written: the default)."""
+        from bot.learning import LearnMode
+        from bot.subscriptions import topics_key
+
+        wanted = {
+            (s.platform, s.channel, topics_key(s.topics)): s.learn
+            for s in self._config.subscriptions
+        }
+        for sub in await self._state.subscriptions():
+            key = (sub.platform, sub.channel, topics_key(sub.topics))
+            if sub.source is SubscriptionSource.CONFIG and key in wanted:
+                learn = wanted[key]
+                await self._feedback.set_learn_mode(
+                    sub.id, LearnMode(learn) if learn is not None else None
+                )
 
     async def _unscored_passed_over(self, created: list[Subscription]) -> int:
         """Backfill passes over unscored articles like routing does: how many of them one of
@@ -200,11 +220,16 @@ class Worker:
 
     async def _router(self) -> tuple[bool, RouteFn]:
         baseline = await self._state.get_meta(_BASELINE_KEY) is None
+        from bot.tuning import learned_for_routing
+
         subs = [s for s in await self._state.subscriptions() if not s.is_parked]
         now = self._clock.now()
+        # What each channel's reactions taught, read at every scan: an adjustment applied or
+        # undone counts from the next article on.
+        learned = await learned_for_routing(self._feedback, subs, self._config.feedback.enabled)
 
         def decide(article: Article) -> Routing:
-            return route(article, subs, self._defaults, now)
+            return route(article, subs, self._defaults, now, learned)
 
         return baseline, decide
 

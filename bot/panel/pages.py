@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 
 from bot.articles import Article
 from bot.explain import Report
+from bot.feedback_store import AdjustmentRow
+from bot.feedback_store import Status as AdjustmentStatus
 from bot.outbox import DeliveryState
 from bot.panel.csrf import TOKEN_FIELD
 from bot.panel.forms import SUBSCRIPTION_FIELDS
@@ -212,11 +214,41 @@ def _state_of(sub: Subscription) -> str:
     return f"paused: {sub.parked_reason}" if sub.is_parked else "active"
 
 
+def learned_section(chrome: Chrome, rows: Sequence[AdjustmentRow]) -> Markup:
+    """Every learned adjustment in force or suggested, with its undo (or apply and dismiss)
+    button, through the same command layer as chat."""
+    from bot.tuning import describe_change
+
+    if not rows:
+        return Markup("")
+    listed = []
+    for row in rows:
+        hidden = {"platform": row.platform, "channel": row.channel, "id": row.id}
+        if row.status is AdjustmentStatus.APPLIED:
+            buttons = post_form(chrome, "/tune", Markup(""), "Undo", css="inline",
+                                hidden={**hidden, "action": "undo"})
+        else:
+            buttons = join([
+                post_form(chrome, "/tune", Markup(""), "Apply", css="inline",
+                          hidden={**hidden, "action": "apply"}),
+                post_form(chrome, "/tune", Markup(""), "Dismiss", css="inline",
+                          hidden={**hidden, "action": "dismiss"}),
+            ], " ")
+        listed.append((
+            f"#{row.id}", f"{row.platform}:{row.channel}", describe_change(row),
+            "in force" if row.status is AdjustmentStatus.APPLIED else "suggested", buttons,
+        ))
+    return Markup("<h2>Learned from reactions</h2>{}").format(
+        table(("#", "channel", "what and why", "state", ""), listed, css="learned")
+    )
+
+
 def subscriptions_page(
     chrome: Chrome,
     subs: Sequence[Subscription],
     global_floor: float,
     origin: Callable[[Subscription], str],
+    learned: Sequence[AdjustmentRow] = (),
 ) -> Markup:
     rows = []
     for sub in subs:
@@ -243,11 +275,12 @@ def subscriptions_page(
     listing = table(
         ("id", "channel", "topics", "mode", "filters", "state", ""), rows, css="subs"
     ) if rows else tag("p", "No subscriptions yet.")
-    body = Markup("<p>{}</p>{}<p class=\"note\">{}</p>").format(
+    body = Markup("<p>{}</p>{}<p class=\"note\">{}</p>{}").format(
         tag("a", "Add a subscription", href=url("/subscriptions/new"), class_="button"),
         listing,
         "Pause and resume act on a channel: all its subscriptions wait together, like a "
         "channel the platform refused; its queued posts keep their place.",
+        learned_section(chrome, learned),
     )
     return document("Subscriptions", body, chrome)
 

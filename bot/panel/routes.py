@@ -28,10 +28,13 @@ from bot.commands import (
     ChangeReply,
     Commands,
     EditSubscription,
+    ListSubscriptions,
     OperatorRequest,
     PauseChannel,
     RemoveSubscription,
     ResumeChannel,
+    Tune,
+    TuneReply,
     clean_topic,
     operator,
 )
@@ -127,7 +130,7 @@ class _Panel:
             self.parts.wake_delivery()
         return reply
 
-    def back(self, session: Session, reply: ChangeReply, path: str) -> NoReturn:
+    def back(self, session: Session, reply: ChangeReply | TuneReply, path: str) -> NoReturn:
         """After a change: its outcome on the next page (post, redirect, get)."""
         session.flash.append((reply.ok, reply.text))
         raise web.HTTPSeeOther(pages.url(path))
@@ -188,8 +191,12 @@ class _Panel:
 
     async def subscriptions(self, request: web.Request) -> web.Response:
         subs = await self.parts.state.subscriptions()
+        learned = (await self.parts.commands.handle(
+            operator("panel", SubscriptionSource.PANEL), ListSubscriptions()
+        )).learned
         return self.page(pages.subscriptions_page(
-            self.chrome(self.session(request)), subs, self.parts.config.min_quality, self.origin
+            self.chrome(self.session(request)), subs, self.parts.config.min_quality, self.origin,
+            learned,
         ))
 
     async def new_subscription(self, request: web.Request) -> web.Response:
@@ -266,6 +273,26 @@ class _Panel:
         reply = await self.change(session, PauseChannel(platform, channel))
         return self.back(session, reply, "/subscriptions")
 
+    async def tune(self, request: web.Request) -> web.Response:
+        """Undo a learned adjustment, or apply or dismiss a suggestion."""
+        from bot.tuning import Action
+
+        form = self.form(request)
+        platform, channel = forms.target_form(form)
+        adjustment_id = forms.positive_id(form.get("id"))
+        try:
+            action = Action(form.get("action", ""))
+        except ValueError:
+            raise forms.FormError("that is not something a learned adjustment can do") from None
+        session: Session = self.session(request)
+        caller = operator(f"{session.user} in the panel", SubscriptionSource.PANEL)
+        reply = await self.parts.commands.handle(
+            caller, Tune(action, adjustment_id, platform, channel)
+        )
+        log.info("panel: tune %s by %s: %s", action, session.user,
+                 "done" if reply.ok else "refused")
+        return self.back(session, reply, "/subscriptions")
+
     async def resume(self, request: web.Request) -> web.Response:
         platform, channel = forms.target_form(self.form(request))
         session: Session = self.session(request)
@@ -312,8 +339,15 @@ class _Panel:
             return self.page(pages.message_page(
                 "No such article", "The bot has no article with that URL.",
                 self.chrome(self.session(request))), 404)
+        from bot.feedback_store import FeedbackStore
+        from bot.tuning import learned_for_routing
+
+        learned = await learned_for_routing(
+            FeedbackStore(state.database), await state.subscriptions(),
+            self.parts.config.feedback.enabled,
+        )
         report = await explain(
-            state, found, routing_defaults(self.parts.config), self.parts.clock.now()
+            state, found, routing_defaults(self.parts.config), self.parts.clock.now(), learned
         )
         story_id = report.story.story_id
         story = await state.story_articles(story_id) if story_id is not None else []
@@ -493,6 +527,7 @@ def panel_app(parts: PanelParts, access: Access | str) -> web.Application:
     r.add_post(r"/subscriptions/{id:\d{1,12}}/remove", panel.remove)
     r.add_post("/channels/pause", panel.pause)
     r.add_post("/channels/resume", panel.resume)
+    r.add_post("/tune", panel.tune)
     r.add_get("/deliveries", panel.deliveries)
     r.add_get("/store", panel.store)
     r.add_get("/article", panel.article)

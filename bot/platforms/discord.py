@@ -51,6 +51,7 @@ from bot.platforms.base import (
 from bot.platforms.registry import DISCORD
 from bot.render import RenderStyle, render_discord
 from bot.render.discord import render_discord_digest
+from bot.tuning import Notice
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +111,13 @@ _DISCORD_CODES = {
 }
 
 
-def gateway_intents() -> discord.Intents:
+def gateway_intents(reactions: bool = False) -> discord.Intents:
     """Only `guilds`, which is not privileged. Slash commands arrive without any intent; this
     one keeps discord.py's guild state coherent (it warns without it). No message content,
-    no members, no presences."""
-    return discord.Intents(guilds=True)
+    no members, no presences. `reactions` (learning from reactions is on): also
+    `guild_reactions` (GUILD_MESSAGE_REACTIONS, not privileged), for MESSAGE_REACTION_ADD and
+    _REMOVE."""
+    return discord.Intents(guilds=True, guild_reactions=reactions)
 
 
 class RedactSecrets(logging.Filter):
@@ -330,8 +333,10 @@ class DiscordNotifier:
         *,
         login_attempts: int = LOGIN_ATTEMPTS,
         post_timeout_s: float = POST_TIMEOUT_S,
+        reactions: bool = False,
     ) -> None:
         self._token = token
+        self._reactions = reactions
         self._config = config
         self._style = style
         self._resolve_webhook = resolve_webhook
@@ -393,7 +398,8 @@ class DiscordNotifier:
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         for attempt in range(1, self._login_attempts + 1):
             client = discord.Client(
-                intents=gateway_intents(), max_ratelimit_timeout=MAX_INLINE_RATE_LIMIT_WAIT_S
+                intents=gateway_intents(self._reactions),
+                max_ratelimit_timeout=MAX_INLINE_RATE_LIMIT_WAIT_S,
             )
             try:
                 await client.login(self._token)
@@ -615,6 +621,23 @@ class DiscordNotifier:
                 FailureScope.CHANNEL,
             )
 
+    async def post_notice(self, notice: Notice) -> str | None:
+        """A message of ours with buttons (learning from reactions): text made inert, nobody
+        pinged. Only as the bot: a webhook's message cannot carry our buttons."""
+        from bot.platforms.discord_commands import discord_text, notice_components
+
+        if notice.channel.startswith(WEBHOOK_PREFIX) or not self._token:
+            return None
+        self._check_bot_channel(notice.channel)
+        payload: dict[str, Any] = {
+            "content": discord_text(notice.text),
+            "allowed_mentions": {"parse": []},
+            "components": notice_components(notice.buttons),
+        }
+        what = f"channel {notice.channel}"
+        answer = await self._post(f"/channels/{notice.channel}/messages", payload, what, bot=True)
+        return self._sent_or_raise(answer, what, webhook=False).message_id or None
+
     async def find_sent(self, delivery_key: str, channel: str) -> SentRef | None:
         # Nothing to look up: the bot may not read history (it asks for no Read Message History),
         # and it need not. The resend carries the same nonce, and within Discord's nonce window
@@ -644,11 +667,15 @@ def _json_or_none(text: str) -> object:
 
 
 def create_discord_notifier(
-    token: str | None, config: DiscordConfig, style: RenderStyle, environ: Mapping[str, str]
+    token: str | None,
+    config: DiscordConfig,
+    style: RenderStyle,
+    environ: Mapping[str, str],
+    reactions: bool = False,
 ) -> DiscordNotifier:
     def resolve_webhook(variable: str) -> str | None:
         # Read when a post needs it, never from the config text: the URL is a secret.
         return read_secret(variable, environ)
 
-    return DiscordNotifier(token, config, style, resolve_webhook)
+    return DiscordNotifier(token, config, style, resolve_webhook, reactions=reactions)
 

@@ -22,7 +22,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,8 +40,11 @@ from bot.commands import (
     FindNews,
     ListSubscriptions,
     ListTopics,
+    ShowTuning,
     Subscribe,
     Timing,
+    Tune,
+    TuneReply,
     Unsubscribe,
     timezone_choices,
 )
@@ -51,6 +54,7 @@ from bot.render import RenderStyle, render_discord_compact
 from bot.render.common import fit_text, utf16_len
 from bot.render.discord import break_mentions
 from bot.state import State
+from bot.tuning import Action, Button, Reaction, Tuner, parse_button
 from bot.validation import DELIVERY_MODE_CHOICES, MAX_QUALITY, QUALITY_RANGE
 
 log = logging.getLogger(__name__)
@@ -77,6 +81,53 @@ class Answer:
     content: str
     embeds: tuple[discord.Embed, ...] = ()
     ephemeral: bool = True
+    buttons: tuple[Button, ...] = ()
+
+
+# Buttons of learning from reactions: what each does, as Discord styles it.
+_BUTTON_STYLES = {Action.APPLY: 1, Action.DISMISS: 2, Action.UNDO: 4}  # primary, grey, red
+BUTTONS_PER_ROW = 5
+MAX_BUTTON_ROWS = 5
+BUTTON_LABEL_LIMIT = 80
+
+
+def notice_components(buttons: Sequence[Button]) -> list[dict[str, Any]]:
+    """Buttons as Discord's message components: action rows of at most five."""
+    shown = list(buttons)[: BUTTONS_PER_ROW * MAX_BUTTON_ROWS]
+    return [
+        {
+            "type": 1,
+            "components": [
+                {
+                    "type": 2,
+                    "style": _BUTTON_STYLES[b.action],
+                    "label": b.label[:BUTTON_LABEL_LIMIT],
+                    "custom_id": b.custom_id,
+                }
+                for b in shown[start : start + BUTTONS_PER_ROW]
+            ],
+        }
+        for start in range(0, len(shown), BUTTONS_PER_ROW)
+    ]
+
+
+def _view(buttons: Sequence[Button]) -> discord.ui.View | None:
+    """The same buttons for an interaction's answer (discord.py sends a View's components).
+    Their presses are handled in `DiscordGateway`, by custom id, not by the view."""
+    if not buttons:
+        return None
+    view = discord.ui.View(timeout=None)
+    styles = {1: discord.ButtonStyle.primary, 2: discord.ButtonStyle.secondary,
+              4: discord.ButtonStyle.danger}
+    for button in list(buttons)[: BUTTONS_PER_ROW * MAX_BUTTON_ROWS]:
+        view.add_item(
+            discord.ui.Button(
+                style=styles[_BUTTON_STYLES[button.action]],
+                label=button.label[:BUTTON_LABEL_LIMIT],
+                custom_id=button.custom_id,
+            )
+        )
+    return view
 
 
 # Markdown that user text (a topic) could use to format, link or mention inside our replies
@@ -157,11 +208,21 @@ async def _drop_public_placeholder(interaction: Interaction) -> None:
 async def _follow_up(interaction: Interaction, answer: Answer) -> None:
     if answer.ephemeral:
         await _drop_public_placeholder(interaction)
+    view = _view(answer.buttons)
+    if view is None:
+        await interaction.followup.send(
+            answer.content,
+            embeds=list(answer.embeds),
+            ephemeral=answer.ephemeral,
+            allowed_mentions=NO_MENTIONS,
+        )
+        return
     await interaction.followup.send(
         answer.content,
         embeds=list(answer.embeds),
         ephemeral=answer.ephemeral,
         allowed_mentions=NO_MENTIONS,
+        view=view,
     )
 
 
@@ -179,12 +240,22 @@ async def answer_with(
         done, _ = await asyncio.wait({task}, timeout=defer_after_s)
         if task in done:
             answer = task.result()
-            await interaction.response.send_message(
-                answer.content,
-                embeds=list(answer.embeds),
-                ephemeral=answer.ephemeral,
-                allowed_mentions=NO_MENTIONS,
-            )
+            view = _view(answer.buttons)
+            if view is None:
+                await interaction.response.send_message(
+                    answer.content,
+                    embeds=list(answer.embeds),
+                    ephemeral=answer.ephemeral,
+                    allowed_mentions=NO_MENTIONS,
+                )
+            else:
+                await interaction.response.send_message(
+                    answer.content,
+                    embeds=list(answer.embeds),
+                    ephemeral=answer.ephemeral,
+                    allowed_mentions=NO_MENTIONS,
+                    view=view,
+                )
             return
         await interaction.response.defer(ephemeral=likely_ephemeral, thinking=True)
         interaction.extras[_PUBLIC_PLACEHOLDER] = not likely_ephemeral
@@ -269,8 +340,10 @@ def build_tree(
     style: RenderStyle,
     *,
     defer_after_s: float = DEFER_AFTER_S,
+    tune: bool = False,
 ) -> NewsCommandTree:
-    """The five slash commands on a tree bound to `client`."""
+    """The five slash commands on a tree bound to `client`; `tune` (learning from reactions is
+    on): `/tune` too."""
     tree = NewsCommandTree(client)
 
     async def topic_choices(current: str) -> list[app_commands.Choice[str]]:
@@ -459,7 +532,84 @@ def build_tree(
 
         await answer_with(interaction, work(), likely_ephemeral=True, defer_after_s=defer_after_s)
 
+    if tune:
+        _add_tune(tree, commands, defer_after_s)
     return tree
+
+
+def _add_tune(tree: NewsCommandTree, commands: Commands, defer_after_s: float) -> None:
+    @tree.command(
+        name="tune",
+        description="What reactions here taught or suggest; apply, dismiss or undo it",
+    )
+    @app_commands.describe(
+        action="show (default), or apply / dismiss a suggestion, or undo what is in force",
+        number="The adjustment's number (#N); without it: all that the action can take",
+    )
+    @app_commands.choices(
+        action=[app_commands.Choice(name=a, value=a) for a in ("show", *map(str, Action))]
+    )
+    @app_commands.guild_only()
+    async def tune(
+        interaction: Interaction,
+        action: str = "show",
+        number: app_commands.Range[int, 1, 10**12] | None = None,
+    ) -> None:
+        caller = caller_of(interaction)
+        if caller is None:
+            await answer_error(interaction, "/tune works in a server channel.")
+            return
+        if action != "show" and action not in set(map(str, Action)):
+            await answer_error(interaction, "action must be show, apply, dismiss or undo.")
+            return
+
+        async def work() -> Answer:
+            if action == "show":
+                reply: TuneReply = await commands.handle(caller, ShowTuning())
+            else:
+                reply = await commands.handle(caller, Tune(Action(action), number))
+            return Answer(
+                discord_text(reply.text), ephemeral=not reply.public, buttons=reply.buttons
+            )
+
+        await answer_with(interaction, work(), likely_ephemeral=False, defer_after_s=defer_after_s)
+
+
+async def answer_button(interaction: Interaction, commands: Commands) -> bool:
+    """A press of one of our buttons (apply, dismiss, undo): checked like /subscribe, answered
+    to the channel when it changed something, to the presser alone when not. False: not ours."""
+    data: Mapping[str, Any] = interaction.data or {}
+    pressed = parse_button(str(data.get("custom_id", "")))
+    if pressed is None:
+        return False
+    caller = caller_of(interaction)
+    if caller is None:
+        await answer_error(interaction, "These buttons work in a server channel.")
+        return True
+    action, adjustment_id = pressed
+    reply = await commands.handle(caller, Tune(action, adjustment_id))
+    who = escape_reply(interaction.user.display_name)
+    text = f"{who}: {reply.text}" if reply.ok else reply.text
+    try:
+        await interaction.response.send_message(
+            discord_text(text), ephemeral=not reply.ok, allowed_mentions=NO_MENTIONS
+        )
+    except discord.HTTPException as exc:
+        log.warning("discord: could not answer a button: %s %s", exc.status, exc.code)
+    return True
+
+
+def reaction_of(payload: discord.RawReactionActionEvent, bot_user_id: int | None) -> Reaction:
+    """A reaction event as the tuner reads it (the user id is hashed there, never logged)."""
+    return Reaction(
+        platform=PLATFORM,
+        channel=str(payload.channel_id),
+        message_ref=str(payload.message_id),
+        user_id=str(payload.user_id),
+        emoji=payload.emoji.name or "",
+        added=payload.event_type == "REACTION_ADD",
+        by_us=bot_user_id is not None and payload.user_id == bot_user_id,
+    )
 
 
 # --- command sync ------------------------------------------------------------------------------
@@ -542,12 +692,49 @@ class DiscordGateway:
         style: RenderStyle,
         *,
         defer_after_s: float = DEFER_AFTER_S,
+        tuner: Tuner | None = None,
     ) -> None:
         self._notifier = notifier
         self._state = state
         self._config = config
-        self.tree = build_tree(notifier.client, commands, style, defer_after_s=defer_after_s)
+        self._commands = commands
+        self._tuner = tuner
+        self.tree = build_tree(
+            notifier.client, commands, style, defer_after_s=defer_after_s,
+            tune=tuner is not None and tuner.enabled,
+        )
         self._connection: asyncio.Task[None] | None = None
+        self._listen(notifier.client)
+
+    def _listen(self, client: discord.Client) -> None:
+        """Button presses (any interaction the command tree does not take) and, with
+        learning from reactions on, reactions (the GUILD_MESSAGE_REACTIONS intent)."""
+        commands, tuner = self._commands, self._tuner
+
+        async def on_interaction(interaction: Interaction) -> None:
+            if interaction.type is discord.InteractionType.component:
+                await answer_button(interaction, commands)
+
+        async def on_reaction(payload: discord.RawReactionActionEvent) -> None:
+            if tuner is None:
+                return
+            bot_user = client.user.id if client.user else None
+            try:
+                await tuner.on_reaction(reaction_of(payload, bot_user))
+            except Exception:
+                log.exception("discord: a reaction could not be counted")
+
+        async def on_raw_reaction_add(payload: discord.RawReactionActionEvent) -> None:
+            await on_reaction(payload)
+
+        async def on_raw_reaction_remove(payload: discord.RawReactionActionEvent) -> None:
+            await on_reaction(payload)
+
+        # discord.py calls `on_<event>` attributes of the client (what `Client.event` sets).
+        client.event(on_interaction)
+        if tuner is not None and tuner.enabled:
+            client.event(on_raw_reaction_add)
+            client.event(on_raw_reaction_remove)
 
     async def start(self) -> None:
         """Sync the commands if they changed, then connect (in the background)."""

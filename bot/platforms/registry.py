@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bot.rejections import Rejection
     from bot.render.style import RenderStyle
     from bot.state import State
+    from bot.tuning import Tuner
 
 WEBHOOK_PREFIX = "webhook:"
 
@@ -82,6 +83,7 @@ class ReceiverContext:
     clock: Clock
     plan: CommandsPlan
     secret_value: str  # the value of `plan.secret`
+    tuner: Tuner | None = None  # reactions go here (when [feedback] is on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,9 @@ class CommandEndpoint:
 
     answer: Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
     verify: Callable[[bytes, Mapping[str, str]], Rejection | None]
+    # Events (reactions) at /slack/events and button presses at /slack/actions, same check.
+    events: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
+    actions: Callable[[Mapping[str, Any]], Awaitable[object]] | None = None
 
 
 ReceiverStarter = Callable[
@@ -198,7 +203,9 @@ def _discord_notifier(ctx: NotifierContext) -> Notifier:
     from bot.platforms.discord import create_discord_notifier
 
     config = ctx.config
-    return create_discord_notifier(ctx.bot_token, config.discord, config.render, ctx.environ)
+    return create_discord_notifier(
+        ctx.bot_token, config.discord, config.render, ctx.environ, config.feedback.enabled
+    )
 
 
 def _discord_preview(article: Article, style: RenderStyle) -> str:
@@ -228,7 +235,9 @@ async def _start_discord_gateway(
 
     assert isinstance(ctx.notifier, DiscordNotifier)
     config = ctx.config
-    gateway = DiscordGateway(ctx.notifier, ctx.commands, ctx.state, config.discord, config.render)
+    gateway = DiscordGateway(
+        ctx.notifier, ctx.commands, ctx.state, config.discord, config.render, tuner=ctx.tuner
+    )
     await gateway.start()
     stack.push_async_callback(gateway.aclose)
     return None
@@ -343,15 +352,20 @@ async def _start_slack_commands(
 
     assert isinstance(ctx.notifier, SlackNotifier)
     config = ctx.config
+    notifier = ctx.notifier
     handler = build_slack_commands(
-        config.slack, ctx.commands, config.render, ctx.notifier.client, ctx.clock
+        config.slack, ctx.commands, config.render, notifier.client, ctx.clock,
+        tuner=ctx.tuner, bot_user_id=lambda: notifier.bot_user_id,
     )
     if ctx.plan.receiver == "socket":
         receiver = await SocketModeReceiver.start(ctx.secret_value, config.slack, handler)
         stack.push_async_callback(receiver.aclose)
         return None
     stack.push_async_callback(handler.aclose)
-    return CommandEndpoint(handler.answer, request_check(ctx.secret_value, ctx.clock))
+    return CommandEndpoint(
+        handler.answer, request_check(ctx.secret_value, ctx.clock),
+        events=handler.on_event, actions=handler.on_action,
+    )
 
 
 def _slack_pacer(config: Config) -> Pacer:

@@ -34,7 +34,9 @@ from bot.digest import Digest
 from bot.platforms.base import FailureScope, PermanentError, SentRef, TransientError
 from bot.platforms.registry import SLACK
 from bot.render import RenderStyle, render_slack
-from bot.render.slack import render_slack_digest
+from bot.render.common import trim_text, utf16_len
+from bot.render.slack import escape_mrkdwn, render_slack_digest
+from bot.tuning import Action, Button, Notice
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +233,33 @@ def quiet_sdk_logger() -> logging.Logger:
 
 WebhookResolver = Callable[[str], str | None]
 
+NOTICE_TEXT_LIMIT = 2900  # a section's text is at most 3000 characters
+MAX_NOTICE_BUTTONS = 25  # an actions block holds at most 25 elements
+_BUTTON_STYLE = {Action.APPLY: "primary", Action.UNDO: "danger"}  # dismiss: Slack's default
+
+
+def notice_blocks(text: str, buttons: tuple[Button, ...]) -> list[dict[str, Any]]:
+    """A notice (learning from reactions) as Block Kit: its text made inert, its buttons in
+    one actions block (each button's `action_id` is the custom id the press comes back with)."""
+    shown = trim_text(escape_mrkdwn(text), NOTICE_TEXT_LIMIT, measure=utf16_len)
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": shown or "newsbot"}}
+    ]
+    if buttons:
+        elements = []
+        for button in buttons[:MAX_NOTICE_BUTTONS]:
+            element: dict[str, Any] = {
+                "type": "button",
+                "text": {"type": "plain_text", "text": button.label[:75]},
+                "action_id": button.custom_id,
+                "value": button.custom_id,
+            }
+            if button.action in _BUTTON_STYLE:
+                element["style"] = _BUTTON_STYLE[button.action]
+            elements.append(element)
+        blocks.append({"type": "actions", "elements": elements})
+    return blocks
+
 
 class SlackNotifier:
     """Posts to Slack channels (by id) and to `webhook:NAME` targets."""
@@ -360,6 +389,26 @@ class SlackNotifier:
                 f"no answer from Slack ({type(exc).__name__})", maybe_sent=True
             ) from None
         return SentRef(message_id=str(response.get("ts", "")), thread_ref=thread_ts)
+
+    async def post_notice(self, notice: Notice) -> str | None:
+        """A message of ours with buttons in a channel (not through a webhook: its message
+        could not carry them); its ts, or None."""
+        if notice.channel.startswith(WEBHOOK_PREFIX) or not self.has_bot:
+            return None
+        blocks = notice_blocks(notice.text, notice.buttons)
+        try:
+            response = await self._client.chat_postMessage(
+                channel=notice.channel,
+                text=blocks[0]["text"]["text"],
+                blocks=blocks,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        except SlackApiError as exc:
+            raise classify_sdk_error(exc, f"channel {notice.channel}") from None
+        except CONNECTION_ERRORS as exc:
+            raise TransientError(f"no answer from Slack ({type(exc).__name__})") from None
+        return str(response.get("ts", "")) or None
 
     def _need_bot(self) -> None:
         if not self.has_bot:

@@ -36,8 +36,11 @@ from bot.commands import (
     ListSubscriptions,
     ListTopics,
     NewsReply,
+    ShowTuning,
     Subscribe,
     Timing,
+    Tune,
+    TuneReply,
     Unsubscribe,
 )
 from bot.config import ConfigError, SlackConfig
@@ -46,6 +49,7 @@ from bot.platforms.slack import (
     CONNECTION_ERRORS,
     api_error_parts,
     classify_api_error,
+    notice_blocks,
     quiet_sdk_logger,
     web_client,
 )
@@ -54,6 +58,7 @@ from bot.render import RenderStyle, render_slack_compact
 from bot.render.common import trim_text, utf16_len
 from bot.render.slack import escape_entities as escape
 from bot.replay import RecentSignatures
+from bot.tuning import Action, Reaction, Tuner, parse_button
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,8 @@ USAGE = (
     "`/news unsubscribe <topic>`: stop posting them here\n"
     "`/news list`: this channel's subscriptions\n"
     "`/news topics`: the topics that have articles\n"
+    "`/news tune`: what reactions here taught or suggest; `/news tune undo [N]` reverts what "
+    "is in force (`apply N`, `dismiss N`: a suggestion)\n"
     "`/news help`: this text\n"
     "Topics can have several words: `/news Machine Learning 3`. Put a topic in quotes when it "
     'ends with a number or is one of the words above: `/news "Web 3"`.'
@@ -116,7 +123,10 @@ class BadInput:
 ShowSubscriptions = ListSubscriptions
 ShowTopics = ListTopics
 
-Request = ShowHelp | ShowSubscriptions | ShowTopics | FindNews | Subscribe | Unsubscribe | BadInput
+Request = (
+    ShowHelp | ShowSubscriptions | ShowTopics | FindNews | Subscribe | Unsubscribe | ShowTuning
+    | Tune | BadInput
+)
 
 # A number as a person might type it, exponent included (`1e999` is a number, and refused as
 # one, not part of a topic).
@@ -189,6 +199,19 @@ def _subscribe(rest: str) -> Subscribe | BadInput:
     return Subscribe(topic, None if number is None else float(number), Timing(**found))
 
 
+def _tune(rest: str) -> ShowTuning | Tune | BadInput:
+    """`tune`, `tune undo`, `tune undo 3`, `tune apply 3`, `tune dismiss #3`."""
+    words = rest.split()
+    if not words:
+        return ShowTuning()
+    if words[0].casefold() not in set(map(str, Action)) or len(words) > 2:
+        return BadInput("`tune` takes nothing, or `undo`, `apply` or `dismiss` and a number.")
+    number = words[1].lstrip("#") if len(words) == 2 else None
+    if number is not None and not (number.isascii() and number.isdigit() and len(number) < 13):
+        return BadInput(f"`{words[1]}` is not an adjustment number (like 3).")
+    return Tune(Action(words[0].casefold()), int(number) if number is not None else None)
+
+
 def parse_command_text(text: str) -> Request:
     """What `/news <text>` asks for. Anything that is not a subcommand is a topic."""
     text = " ".join(unescape_command_text(text).split())
@@ -200,6 +223,8 @@ def parse_command_text(text: str) -> Request:
         if rest:
             return BadInput(f"`{verb}` takes no arguments.")
         return _NO_ARGUMENTS[verb]
+    if verb == "tune":
+        return _tune(rest)
     if verb in ("subscribe", "unsubscribe"):
         if not rest:
             return BadInput(f"Say which topic to {verb}, for example `/news {verb} AI`.")
@@ -273,6 +298,15 @@ def usage_reply(problem: str | None = None) -> dict[str, Any]:
     # as a mention.
     usage = escape(USAGE)
     return text_reply(f"{escape(problem)}\n\n{usage}" if problem else usage)
+
+
+def tune_reply(reply: TuneReply) -> dict[str, Any]:
+    """What reactions taught or suggest, with its buttons; for the whole channel when it
+    changes what the channel receives (or suggests to)."""
+    payload = text_reply(escape(reply.text), PUBLIC if reply.public else PRIVATE)
+    if reply.buttons:
+        payload["blocks"] = [*payload["blocks"], *notice_blocks("", reply.buttons)[1:]]
+    return payload
 
 
 def news_reply(reply: NewsReply, style: RenderStyle) -> dict[str, Any]:
@@ -363,6 +397,7 @@ def users_info_lookup(client: AsyncWebClient) -> UserLookup:
 # --- answering: translation, the 3-second budget, response_url follow-ups ----------------
 
 ResponsePoster = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+_USER = re.compile(r"[UW][A-Z0-9]{2,20}")  # a user id, safe inside `<@…>`
 
 
 async def post_to_response_url(url: str, payload: Mapping[str, Any]) -> None:
@@ -390,10 +425,14 @@ class SlackCommands:
         *,
         ack_budget_s: float = ACK_BUDGET_S,
         post_response: ResponsePoster = post_to_response_url,
+        tuner: Tuner | None = None,
+        bot_user_id: Callable[[], str | None] | None = None,
     ) -> None:
         self._commands = commands
         self._policy = policy
         self._style = style
+        self._tuner = tuner
+        self._bot_user_id = bot_user_id
         self._ack_budget_s = ack_budget_s
         self._post_response = post_response
         self._follow_ups: set[asyncio.Task[None]] = set()
@@ -460,7 +499,75 @@ class SlackCommands:
                 caller = await self._caller(channel, user_id, manage=True)
                 changed = await self._commands.handle(caller, change)
                 return text_reply(escape(changed.text), PUBLIC if changed.ok else PRIVATE)
+            case ShowTuning():
+                caller = await self._caller(channel, user_id, manage=False)
+                return tune_reply(await self._commands.handle(caller, request))
+            case Tune():
+                caller = await self._caller(channel, user_id, manage=True)
+                return tune_reply(await self._commands.handle(caller, request))
         raise AssertionError(f"unhandled request {request!r}")
+
+    # --- learning from reactions: events and button presses --------------------------------
+
+    async def on_event(self, payload: Mapping[str, Any]) -> None:
+        """An Events API callback (Socket Mode or HTTP): `reaction_added` and
+        `reaction_removed` on a message go to the tuner; everything else is ignored."""
+        event = payload.get("event")
+        if self._tuner is None or not isinstance(event, Mapping):
+            return
+        kind = event.get("type")
+        item = event.get("item")
+        if kind not in ("reaction_added", "reaction_removed") or not isinstance(item, Mapping):
+            return
+        if item.get("type") != "message":
+            return  # a file or a file comment: never one of ours
+        user = str(event.get("user") or "")
+        reaction = Reaction(
+            platform=PLATFORM,
+            channel=str(item.get("channel") or ""),
+            message_ref=str(item.get("ts") or ""),
+            user_id=user,
+            emoji=str(event.get("reaction") or ""),
+            added=kind == "reaction_added",
+            by_us=bool(self._bot_user_id and user == self._bot_user_id()),
+        )
+        try:
+            await self._tuner.on_reaction(reaction)
+        except Exception:
+            log.exception("slack: a reaction could not be counted")
+
+    async def on_action(self, payload: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A `block_actions` press of one of our buttons: checked like `subscribe`; the answer
+        (for the channel when it changed something, else for the presser) goes to the
+        payload's `response_url`, and is returned too."""
+        if payload.get("type") != "block_actions":
+            return None
+        actions = payload.get("actions")
+        user = payload.get("user")
+        channel = payload.get("channel")
+        container = payload.get("container")
+        if not isinstance(actions, list) or not actions or not isinstance(user, Mapping):
+            return None
+        channel_id = ""
+        if isinstance(channel, Mapping):
+            channel_id = str(channel.get("id") or "")
+        elif isinstance(container, Mapping):
+            channel_id = str(container.get("channel_id") or "")
+        first = actions[0] if isinstance(actions[0], Mapping) else {}
+        pressed = parse_button(str(first.get("action_id") or ""))
+        if pressed is None or not channel_id:
+            return None
+        user_id = str(user.get("id") or "")
+        caller = await self._caller(channel_id, user_id, manage=True)
+        reply = await self._commands.handle(caller, Tune(pressed[0], pressed[1]))
+        text = f"<@{user_id}>: {escape(reply.text)}" if reply.ok and _USER.fullmatch(user_id) \
+            else escape(reply.text)
+        answer = text_reply(text, PUBLIC if reply.ok else PRIVATE)
+        answer["replace_original"] = False
+        response_url = str(payload.get("response_url") or "")
+        if response_url:
+            await self._post_response(response_url, answer)
+        return answer
 
     async def aclose(self) -> None:
         """Let replies in progress reach their response_url briefly, then stop them."""
@@ -479,10 +586,14 @@ def build_slack_commands(
     bot_client: AsyncWebClient,
     clock: Clock,
     ack_budget_s: float = ACK_BUDGET_S,
+    tuner: Tuner | None = None,
+    bot_user_id: Callable[[], str | None] | None = None,
 ) -> SlackCommands:
     lookup = users_info_lookup(bot_client) if config.manage == "admins" else None
     policy = ManagePolicy(config.manage, config.manage_user_ids, lookup, clock)
-    return SlackCommands(commands, policy, style, ack_budget_s=ack_budget_s)
+    return SlackCommands(
+        commands, policy, style, ack_budget_s=ack_budget_s, tuner=tuner, bot_user_id=bot_user_id
+    )
 
 
 class _VerifierClock(SignatureClock):
@@ -621,6 +732,12 @@ class SocketModeReceiver:
             await client.send_socket_mode_response(ack)
         except (ConnectionError, RuntimeError) as exc:
             log.warning("slack: could not acknowledge a command (%s)", type(exc).__name__)
+        # Events and button presses are acknowledged first (Slack wants that within 3 s), then
+        # handled: a reaction is counted, a press answered through its response_url.
+        if request.type == "events_api" and isinstance(request.payload, Mapping):
+            await self._handler.on_event(request.payload)
+        elif request.type == "interactive" and isinstance(request.payload, Mapping):
+            await self._handler.on_action(request.payload)
 
     async def aclose(self) -> None:
         await self._client.close()  # type: ignore[no-untyped-call]

@@ -957,6 +957,134 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", payload)
         return record
 
+    # ------------------------------------------------------------------ reactions and buttons
+
+    GUILD_MESSAGE_REACTIONS = 1 << 10
+
+    async def dispatch_reaction(
+        self,
+        message_id: int,
+        emoji: str,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        channel_id: int | None = None,
+        guild_id: int | None = None,
+        added: bool = True,
+        emoji_id: int | None = None,
+        username: str = "reactor",
+    ) -> int | None:
+        """A person reacts to (or un-reacts from) a message: MESSAGE_REACTION_ADD or _REMOVE as
+        Discord sends them. Like Discord, only to a session that identified with the
+        GUILD_MESSAGE_REACTIONS intent (1 << 10): None when there is none (nothing sent).
+        ``channel_id`` defaults to the message's own channel (any id for one we never saw)."""
+        session = self._live_session()
+        if session is None or not (session.intents or 0) & self.GUILD_MESSAGE_REACTIONS:
+            return None
+        message = self._message_index.get(message_id)
+        if channel_id is None:
+            if message is None:
+                raise LookupError(f"message {message_id} is unknown: give channel_id")
+            channel_id = int(message["channel_id"])
+        guild = self.default_guild_id if guild_id is None else guild_id
+        data: JSON = {
+            "user_id": str(user_id),
+            "channel_id": str(channel_id),
+            "message_id": str(message_id),
+            "guild_id": str(guild),
+            "emoji": {"id": None if emoji_id is None else str(emoji_id), "name": emoji},
+            "burst": False,
+            "type": 0,
+        }
+        if added:
+            if message is not None and message.get("author"):
+                data["message_author_id"] = str(message["author"]["id"])
+            data["burst_colors"] = []
+            data["member"] = {
+                "user": {
+                    "id": str(user_id), "username": username, "discriminator": "0",
+                    "global_name": username.title(), "avatar": None, "public_flags": 0,
+                    "bot": user_id == self.bot_user_id,
+                },
+                "roles": [],
+                "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "pending": False,
+            }
+        event = "MESSAGE_REACTION_ADD" if added else "MESSAGE_REACTION_REMOVE"
+        return await self._send_dispatch(session, event, data)
+
+    async def dispatch_component(
+        self,
+        message_id: int,
+        custom_id: str,
+        *,
+        user_id: int = DEFAULT_USER_ID,
+        username: str = "tester",
+        member_permissions: str | int = DEFAULT_MEMBER_PERMISSIONS,
+        app_permissions: str | int = DEFAULT_APP_PERMISSIONS,
+    ) -> InteractionRecord:
+        """A press of a button (component type 2) on a stored message: INTERACTION_CREATE of
+        type 3 (MESSAGE_COMPONENT), with the message, as Discord sends it. The answer lands in
+        the returned record."""
+        message = self._message_index.get(message_id)
+        if message is None:
+            raise LookupError(f"message {message_id} is unknown")
+        channel_id = int(message["channel_id"])
+        channel = self.channels.get(channel_id) or Channel(channel_id, self.default_guild_id,
+                                                           "unknown")
+        guild = channel.guild_id or self.default_guild_id
+        iid = self.snowflake()
+        token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
+        user = {
+            "id": str(user_id), "username": username, "discriminator": "0",
+            "global_name": username.title(), "avatar": None, "public_flags": 0, "flags": 0,
+            "bot": False,
+        }
+        channel_json = channel.to_json()
+        channel_json["permissions"] = str(member_permissions)
+        payload: JSON = {
+            "id": str(iid),
+            "application_id": str(self.application_id),
+            "type": 3,
+            "token": token,
+            "version": 1,
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "message": message,
+            "guild_id": str(guild),
+            "guild": {"id": str(guild), "locale": "en-US", "features": []},
+            "channel_id": str(channel_id),
+            "channel": channel_json,
+            "member": {
+                "user": user,
+                "roles": [],
+                "permissions": str(member_permissions),
+                "joined_at": "2024-01-01T00:00:00.000000+00:00",
+                "premium_since": None,
+                "nick": None,
+                "avatar": None,
+                "flags": 0,
+                "pending": False,
+                "deaf": False,
+                "mute": False,
+            },
+            "app_permissions": str(app_permissions),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild)},
+            "context": 0,
+            "attachment_size_limit": 10 * 1024 * 1024,
+        }
+        record = InteractionRecord(
+            id=iid, token=token, type=3, payload=payload, dispatched_at=self.clock()
+        )
+        self.interactions[iid] = record
+        self._interaction_by_token[token] = record
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return record
+
     def _build_options(
         self,
         registered: JSON | None,
@@ -1762,7 +1890,7 @@ class FakeDiscord:
                 "type": record.type,
                 "user": record.payload["member"]["user"],
                 "authorizing_integration_owners": record.payload["authorizing_integration_owners"],
-                "name": record.payload["data"]["name"],
+                "name": record.payload["data"].get("name", ""),
                 "command_type": 1,
             },
         }

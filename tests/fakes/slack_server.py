@@ -986,6 +986,102 @@ class FakeSlack:
             "slash_commands", dict(payload), accepts_response_payload=True, timeout=timeout
         )
 
+    def reaction_event(
+        self,
+        channel_id: str,
+        ts: str,
+        reaction: str,
+        *,
+        user_id: str = "U0HUMAN01",
+        added: bool = True,
+    ) -> JSON:
+        """The Events API callback Slack sends for ``reaction_added`` / ``reaction_removed``
+        on a message: ``reaction`` is the emoji's name without colons (``+1``, and
+        ``+1::skin-tone-3`` with a skin tone), ``item_user`` the message's author."""
+        chan = self._channels.get(channel_id)
+        found = self._find_message(chan, ts) if chan is not None else None
+        now = time.time()
+        event: JSON = {
+            "type": "reaction_added" if added else "reaction_removed",
+            "user": user_id,
+            "reaction": reaction,
+            "item": {"type": "message", "channel": channel_id, "ts": ts},
+            "event_ts": f"{now:.6f}",
+        }
+        if found is not None and found.get("user"):
+            event["item_user"] = found["user"]
+        return {
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": "Ev" + secrets.token_hex(5).upper(),
+            "event_time": int(now),
+            "authorizations": [
+                {"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id,
+                 "is_bot": True, "is_enterprise_install": False}
+            ],
+            "is_ext_shared_channel": False,
+            "event_context": "4-" + secrets.token_hex(12),
+        }
+
+    async def send_reaction(
+        self,
+        channel_id: str,
+        ts: str,
+        reaction: str,
+        *,
+        user_id: str = "U0HUMAN01",
+        added: bool = True,
+        timeout: float = 5.0,
+    ) -> str | None:
+        """A person reacts to (or un-reacts from) a message, delivered over Socket Mode as an
+        ``events_api`` envelope; returns its envelope_id. Like Slack, only to an app whose
+        token has ``reactions:read`` (None otherwise: nothing is sent)."""
+        if "reactions:read" not in self.scopes:
+            return None
+        payload = self.reaction_event(channel_id, ts, reaction, user_id=user_id, added=added)
+        return await self.send_envelope("events_api", payload, timeout=timeout)
+
+    def block_actions(
+        self, channel_id: str, ts: str, action_id: str, *, user_id: str = "U0HUMAN01"
+    ) -> JSON:
+        """The ``block_actions`` payload of a button press on a message (with a fresh
+        ``response_url``)."""
+        chan = self._channels.get(channel_id)
+        message = self._find_message(chan, ts) if chan is not None else None
+        user = self._users.get(user_id)
+        return {
+            "type": "block_actions",
+            "user": {"id": user_id, "username": user["name"] if user else user_id.lower(),
+                     "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "container": {"type": "message", "message_ts": ts, "channel_id": channel_id,
+                          "is_ephemeral": False},
+            "trigger_id": _trigger_id(),
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "channel": {"id": channel_id, "name": chan.name if chan else "unknown"},
+            "message": dict(message) if message else {},
+            "response_url": self.new_response_url(),
+            "actions": [
+                {"action_id": action_id, "block_id": "b" + secrets.token_hex(3),
+                 "text": {"type": "plain_text", "text": "button"}, "value": action_id,
+                 "type": "button", "action_ts": f"{time.time():.6f}"}
+            ],
+        }
+
+    async def press_button(
+        self, channel_id: str, ts: str, action_id: str, *, user_id: str = "U0HUMAN01",
+        timeout: float = 5.0,
+    ) -> tuple[str, JSON]:
+        """A button press over Socket Mode (an ``interactive`` envelope): (envelope_id, the
+        payload, whose ``response_url`` the answer goes to)."""
+        payload = self.block_actions(channel_id, ts, action_id, user_id=user_id)
+        envelope_id = await self.send_envelope("interactive", payload, timeout=timeout)
+        return envelope_id, payload
+
     async def send_disconnect(self, reason: str = "refresh_requested") -> None:
         """Send ``{"type": "disconnect", "reason": ...}`` on the newest connection (the client
         is expected to open a new connection via ``apps.connections.open``)."""
