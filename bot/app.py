@@ -14,6 +14,7 @@ from typing import TextIO
 
 from bot.clock import Clock, SystemClock
 from bot.config import Config, ConfigError, database_target
+from bot.crew import Crew
 from bot.delivery import Deliverer
 from bot.metrics import Metrics
 from bot.notifiers import MAX_IN_FLIGHT, build_pacers, open_platforms, park_what_cannot_post
@@ -69,12 +70,14 @@ def build_delivery(
     notifiers: Mapping[str, Notifier],
     clock: Clock,
     metrics: Metrics | None = None,
+    crew: Crew | None = None,
 ) -> tuple[Deliverer, Scheduler]:
-    """The deliverer (one attempt) and the scheduler (who goes when) for these notifiers."""
+    """The deliverer (one attempt) and the scheduler (who goes when) for these notifiers;
+    beside other workers, for this worker's share of the channels (`crew`)."""
     deliverer = Deliverer(state, notifiers, clock, metrics=metrics)
     scheduler = Scheduler(
         deliverer, state.outbox, build_pacers(config, notifiers), clock,
-        max_in_flight=MAX_IN_FLIGHT,
+        max_in_flight=MAX_IN_FLIGHT, serves=crew.serves if crew is not None else None,
     )
     return deliverer, scheduler
 
@@ -95,21 +98,26 @@ async def run_bot(
     environ = os.environ if environ is None else environ
     stop = stop or asyncio.Event()
     target = database_target(config, environ)
-    # One process owns the database: a lock file beside SQLite's, an advisory lock in
-    # PostgreSQL (taken below).
+    # One process owns a SQLite database (a lock file beside it).
     owning = run_lock(target) if isinstance(target, Path) else contextlib.nullcontext()
     with _stop_on_signals(stop), owning:
         state = await State.open(target, clock)
         notifiers: dict[str, Notifier] = {}
+        crew: Crew | None = None
         try:
-            if isinstance(state.database, PostgresDatabase):
-                await state.database.hold_run_lock()
+            # On PostgreSQL any number of workers share the database and the work.
+            crew = (
+                Crew.joining(state.database, clock)
+                if isinstance(state.database, PostgresDatabase)
+                else Crew.alone(clock)
+            )
+            state.outbox.claimer = crew.worker_id
             platforms = await open_platforms(config, state, environ, out, clock)
             notifiers = dict(platforms.notifiers)
             await _start(notifiers)
             metrics = Metrics()
-            deliverer, scheduler = build_delivery(config, state, notifiers, clock, metrics)
-            worker = Worker(config, state, scheduler, clock, metrics=metrics)
+            deliverer, scheduler = build_delivery(config, state, notifiers, clock, metrics, crew)
+            worker = Worker(config, state, scheduler, clock, metrics=metrics, crew=crew)
             summary = await worker.prepare(settle=once, stop=stop)
             await park_what_cannot_post(state, platforms)
             left: list[Leftover] = []
@@ -122,7 +130,7 @@ async def run_bot(
             if stop.is_set():
                 return 0
             async with contextlib.AsyncExitStack() as services:
-                parts = Parts(config, state, worker, deliverer, platforms, clock, metrics)
+                parts = Parts(config, state, worker, deliverer, platforms, clock, metrics, crew)
                 try:
                     running = await start_services(parts, services)
                 except PermanentError as exc:
@@ -134,6 +142,10 @@ async def run_bot(
             log.info("stopped cleanly")
             return 0
         finally:
+            if crew is not None:
+                # Gone at once, not after ALIVE_S: the others take its channels and lease.
+                with contextlib.suppress(Exception):
+                    await crew.leave()
             for notifier in notifiers.values():
                 await notifier.aclose()
             await state.aclose()

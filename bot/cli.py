@@ -42,6 +42,8 @@ EXIT_STATUSES = {
     "healthcheck": "0 healthy; 1 unhealthy (one line per problem); 2 the config cannot be used",
     "explain": "0 explained; 1 no such file, and no article with that URL in the state; 2 the "
     "file is not a valid article, or the config or the database cannot be used",
+    "migrate-state": "0 copied; 1 the PostgreSQL database already holds state (nothing "
+    "copied); 2 no URL, the config, or either database cannot be used",
     "status": "0 shown; 1 no database yet (`newsbot run` creates it); 2 the config or the "
     "database cannot be used",
     "list": "0 listed; 2 the config or the database cannot be used",
@@ -124,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
         help="print the effective configuration as TOML, secrets masked",
     )
     command(sub, "healthcheck", "is the worker alive and the store readable?")
+    migrate = command(
+        sub, "migrate-state",
+        "copy the SQLite state ([database] path) into an empty PostgreSQL database",
+    )
+    migrate.add_argument(
+        "--to", metavar="URL",
+        help="postgresql://user@host/db (default: DATABASE_URL or DATABASE_URL_FILE, where a "
+        "URL with a password belongs)",
+    )
     status = command(
         sub, "status", "deliveries by state, what waits and why, parked subscriptions, bad files"
     )
@@ -299,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
             return _check_config(config, sys.stdout)
         if command == "healthcheck":
             return _healthcheck(config, sys.stdout)
+        if command == "migrate-state":
+            import asyncio
+
+            return asyncio.run(_migrate_state(config, args.to, sys.stdout))
         if command == "status":
             import asyncio
 
@@ -405,6 +420,38 @@ def _scan_stories(config: Config, path: str | None, as_json: bool, out: TextIO) 
     return 0
 
 
+async def _migrate_state(config: Config, to: str | None, out: TextIO) -> int:
+    from bot.config import POSTGRES_SCHEMES, read_secret
+    from bot.database import StateError
+    from bot.migrate_state import NotEmpty, migrate_state
+    from bot.postgres import without_password
+
+    url = to or read_secret("DATABASE_URL", os.environ)
+    if not url or not url.startswith(POSTGRES_SCHEMES):
+        raise ConfigError(
+            "migrate-state needs the PostgreSQL database: --to postgresql://user@host/db, or "
+            "DATABASE_URL (or DATABASE_URL_FILE) for a URL with a password"
+        )
+    source = config.database.path
+    if not source.is_file():
+        raise ConfigError(f"no SQLite state at {source} ([database] path) to copy")
+    try:
+        copied = await migrate_state(source, url)
+    except NotEmpty as exc:
+        print(printable(f"newsbot: migrate-state: {exc}"), file=sys.stderr)
+        return 1
+    except StateError as exc:
+        raise ConfigError(f"migrate-state: {exc}") from None
+    for item in copied:
+        out.write(f"  {item.table}: {item.rows} rows\n")
+    out.write(
+        f"copied {sum(c.rows for c in copied)} rows from {printable(str(source))} to "
+        f"{printable(without_password(url))}; point the workers at it with DATABASE_URL "
+        "(docs/postgresql.md)\n"
+    )
+    return 0
+
+
 def _healthcheck(config: Config, out: TextIO) -> int:
     from bot.health import check_health
 
@@ -470,14 +517,12 @@ async def _status(config: Config, as_json: bool, out: TextIO) -> int:
     from bot.state import State, StateError
     from bot.status import format_status, read_status
 
-    if not config.database.path.is_file():
-        print(
-            f"newsbot: no database at {config.database.path} yet: `newsbot run` creates it",
-            file=sys.stderr,
-        )
+    target = database_target(config, os.environ)
+    if isinstance(target, Path) and not target.is_file():
+        print(f"newsbot: no database at {target} yet: `newsbot run` creates it", file=sys.stderr)
         return 1
     try:
-        state = await State.open(database_target(config, os.environ), SystemClock())
+        state = await State.open(target, SystemClock())
     except StateError as exc:
         print(f"newsbot: {exc}", file=sys.stderr)
         return 2

@@ -297,6 +297,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (platform, channel)
     );
     """,
+    # Several workers on one PostgreSQL database (bot/crew.py): who is alive, who holds which
+    # lease, and which worker claimed a send and until when its claim holds.
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL);
+    ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+    ALTER TABLE deliveries ADD COLUMN lease_until REAL;
+    """,
 )
 
 async def _story_data(db: aiosqlite.Connection) -> None:

@@ -129,11 +129,12 @@ class Deliverer:
     def active_platforms(self) -> list[str]:
         return [p for p in self._notifiers if p not in self.stopped_platforms]
 
-    async def recover_interrupted(self) -> int:
-        """Rows left in `sending` by a crash: ask the platform whether the message went out
-        (it may have) before sending again. Returns how many were found already posted."""
+    async def recover_interrupted(self, gone_before: float | None = None) -> int:
+        """Rows left in `sending` by a crash (all of them, or, beside other workers, those
+        of workers unseen since `gone_before`): ask the platform whether the message
+        went out (it may have) before sending again. Returns how many were found posted."""
         found = 0
-        for delivery in await self._outbox.interrupted():
+        for delivery in await self._outbox.interrupted(gone_before):
             notifier = self._notifiers.get(delivery.platform)
             if notifier is None:
                 continue

@@ -58,6 +58,9 @@ class DeliveryKind(StrEnum):
     DIGEST = "digest"  # a digest subscription's top stories, due at its digest time
 
 
+# How long a send claimed by a worker stays its own: well past the longest request (with its
+# retries inside one attempt), so that only a worker gone mid-send loses its rows.
+CLAIM_S = 120.0
 HELD_BY_QUIET_HOURS = "quiet_hours"
 
 
@@ -341,6 +344,10 @@ class Outbox:
     def __init__(self, database: StateDatabase, clock: Clock) -> None:
         self._database = database
         self._clock = clock
+        # Who claims the sends (bot/crew.py), and for how long a claim holds: past it, another
+        # worker may take the row as interrupted (after asking the platform whether it went).
+        self.claimer = "alone"
+        self.claim_s = CLAIM_S
 
     # --- what there is to do ------------------------------------------------------------------
 
@@ -387,10 +394,21 @@ class Outbox:
         value = rows[0]["t"]
         return None if value is None else float(value)
 
-    async def interrupted(self) -> list[Delivery]:
-        rows = await self._database.fetchall(
-            "SELECT * FROM deliveries WHERE state = ? ORDER BY id", (DeliveryState.SENDING,)
-        )
+    async def interrupted(self, gone_before: float | None = None) -> list[Delivery]:
+        """Rows left `sending`: all of them (a start alone on the database), or, beside other
+        workers, those whose claimer is gone (unseen since `gone_before`, bot/crew.py) or
+        whose claim ran out."""
+        if gone_before is None:
+            rows = await self._database.fetchall(
+                "SELECT * FROM deliveries WHERE state = ? ORDER BY id", (DeliveryState.SENDING,)
+            )
+        else:
+            rows = await self._database.fetchall(
+                "SELECT * FROM deliveries WHERE state = ? AND (lease_until IS NULL "
+                "OR lease_until < ? OR claimed_by NOT IN "
+                "(SELECT id FROM workers WHERE seen_at >= ?)) ORDER BY id",
+                (DeliveryState.SENDING, self._clock.time(), gone_before),
+            )
         return [_delivery(r) for r in rows]
 
     async def next_due_at(self, platforms: Sequence[str]) -> float | None:
@@ -453,10 +471,14 @@ class Outbox:
         """Claim a pending row for a send; False when it is no longer pending (sent, parked or
         dropped since the scheduler read it), and then nothing is sent."""
         async def body(db: aiosqlite.Connection) -> int:
+            now = self._clock.time()
             cursor = await db.execute(
-                "UPDATE deliveries SET state = ?, attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ? AND state = ?",
-                (DeliveryState.SENDING, self._clock.time(), delivery_id, DeliveryState.PENDING),
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, updated_at = ?, "
+                "claimed_by = ?, lease_until = ? WHERE id = ? AND state = ?",
+                (
+                    DeliveryState.SENDING, now, self.claimer, now + self.claim_s, delivery_id,
+                    DeliveryState.PENDING,
+                ),
             )
             return cursor.rowcount
 

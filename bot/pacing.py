@@ -42,6 +42,10 @@ class Pacer(Protocol):
         """A send to `channel` is on its way: it takes the channel's bucket's budget."""
         ...
 
+    def share(self, fraction: float, now: float) -> None:
+        """Beside other workers: pace at `fraction` of the platform-wide rate."""
+        ...
+
     def take_platform(self, now: float) -> None:
         """A request leaves now: it takes its share of the platform-wide budget. Taken at the
         last moment before the request, so that whatever delays a send before it (the
@@ -126,6 +130,9 @@ class Unpaced:
         return None
 
     def take_platform(self, now: float) -> None:
+        return None
+
+    def share(self, fraction: float, now: float) -> None:
         return None
 
     def answered(
@@ -219,6 +226,9 @@ class DiscordPacing:
         rate = self.global_rate_per_s * DISCORD_GLOBAL_HEADROOM
         self._global = TokenBucket(rate, max(1.0, self.global_rate_per_s - rate - 1.0))
 
+    def share(self, fraction: float, now: float) -> None:
+        self._global.set_rate(self.global_rate_per_s * DISCORD_GLOBAL_HEADROOM * fraction, now)
+
     def _key(self, channel: str, route: str) -> tuple[str, str]:
         kind, major = discord_route(channel, route)
         return self._bucket_of_route.get(kind, kind), major
@@ -311,6 +321,7 @@ class SlackPacing:
     _last_workspace_refusal: float | None = None
     _last_refusal: tuple[str, float] | None = None  # (channel, when)
     learned_workspace_rate: float = field(init=False)
+    _share: float = 1.0  # of the workspace rate, beside other workers
 
     def __post_init__(self) -> None:
         self.learned_workspace_rate = self.workspace_rate_per_s
@@ -327,6 +338,10 @@ class SlackPacing:
 
     def platform_ready_at(self, now: float) -> float:
         return self._workspace.ready_at(now)
+
+    def share(self, fraction: float, now: float) -> None:
+        self._share = fraction
+        self._workspace.set_rate(self.learned_workspace_rate * fraction, now)
 
     def channel_ready_at(self, channel: str, now: float, route: str = POST) -> float:
         pace = self._channels.get(channel)
@@ -367,7 +382,7 @@ class SlackPacing:
         self.learned_workspace_rate = max(
             SLACK_WORKSPACE_MIN_RATE, self.learned_workspace_rate * SLACK_WORKSPACE_DECREASE
         )
-        self._workspace.set_rate(self.learned_workspace_rate, now)
+        self._workspace.set_rate(self.learned_workspace_rate * self._share, now)
         self._last_workspace_refusal = now
 
     def _recover(self, now: float) -> None:
@@ -382,7 +397,7 @@ class SlackPacing:
             self.workspace_rate_per_s,
             self.learned_workspace_rate * SLACK_WORKSPACE_RECOVERY_FACTOR,
         )
-        self._workspace.set_rate(self.learned_workspace_rate, now)
+        self._workspace.set_rate(self.learned_workspace_rate * self._share, now)
 
     def prune(self, now: float) -> None:
         for channel in [

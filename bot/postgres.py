@@ -98,11 +98,12 @@ class PostgresDatabase:
         self._pool = pool
         self.where = where  # the URL without its password, for messages
         self._write_lock = asyncio.Lock()
-        self._run_lock_conn: asyncpg.Connection | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._listening: list[tuple[str, Callable[..., None]]] = []
 
     @classmethod
     async def open(cls, url: str) -> PostgresDatabase:
-        where = _without_password(url)
+        where = without_password(url)
         try:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=5)
         except (OSError, asyncpg.PostgresError) as exc:
@@ -143,18 +144,22 @@ class PostgresDatabase:
                 await conn.execute(POSTGRES_MIGRATIONS[number - 1])
                 await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
 
-    async def hold_run_lock(self) -> None:
-        """One `newsbot run` per database, as on SQLite, until the work is shared out among
-        workers (docs/postgresql.md): a session advisory lock on a connection kept for the
-        process's life, released by PostgreSQL however the process ends."""
-        conn = await self._pool.acquire()
-        if not await conn.fetchval("SELECT pg_try_advisory_lock(7429010402)"):
-            await self._pool.release(conn)
-            raise StateError(
-                f"another `newsbot run` is using the database {self.where}; one worker per "
-                "database for now (docs/postgresql.md)"
-            )
-        self._run_lock_conn = conn
+    async def listen(self, channel: str, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever a worker says `channel` (PostgreSQL's LISTEN/NOTIFY), on a
+        connection kept for it until `aclose`."""
+        if self._listener is None:
+            self._listener = await self._pool.acquire()
+
+        def heard(*_: object) -> None:
+            callback()
+
+        await self._listener.add_listener(channel, heard)
+        self._listening.append((channel, heard))
+
+    async def say(self, channel: str) -> None:
+        """NOTIFY `channel`: the other workers' listeners are called."""
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_notify($1, '')", channel)
 
     async def write(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """Run `body` in one transaction. The repositories are written against aiosqlite's
@@ -176,12 +181,14 @@ class PostgresDatabase:
         return True
 
     async def aclose(self) -> None:
-        if self._run_lock_conn is not None:
-            await self._pool.release(self._run_lock_conn)
+        if self._listener is not None:
+            for channel, heard in self._listening:
+                await self._listener.remove_listener(channel, heard)
+            await self._pool.release(self._listener)
         await self._pool.close()
 
 
-def _without_password(url: str) -> str:
+def without_password(url: str) -> str:
     """`postgresql://user:secret@host/db` as `postgresql://user@host/db`: never show a secret."""
     scheme, sep, rest = url.partition("://")
     if not sep or "@" not in rest:

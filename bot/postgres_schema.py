@@ -197,4 +197,19 @@ CREATE TABLE feedback_channels (
     PRIMARY KEY (platform, channel)
 );
 """,
+    # 11: several workers (bot/crew.py).
+    10: """
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    seen_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL
+);
+ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
+ALTER TABLE deliveries ADD COLUMN lease_until DOUBLE PRECISION;
+""",
 }

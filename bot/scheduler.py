@@ -27,7 +27,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -158,6 +158,13 @@ class _GatePass:
             self._lane._wake.set()
 
 
+Serves = Callable[[str, str], bool]
+
+
+def _serves_all(platform: str, channel: str) -> bool:
+    return True
+
+
 class Lane:
     """One platform's queues, pacing and sends."""
 
@@ -170,9 +177,12 @@ class Lane:
         clock: Clock,
         timer: Timer,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        serves: Serves | None = None,
     ) -> None:
         self.platform = platform
         self.pacer = pacer
+        # Beside other workers, the channels this one serves (bot/crew.py); alone, all.
+        self._serves = serves or _serves_all
         self._deliverer = deliverer
         self._outbox = outbox
         self._clock = clock
@@ -256,7 +266,8 @@ class Lane:
         self._discover_at = self._clock.monotonic() + DISCOVERY_INTERVAL_S
         self._looked_since_send = True
         for work in await self._outbox.backlog([self.platform]):
-            self._consider(work)
+            if self._serves(self.platform, work.channel):
+                self._consider(work)
 
     def _consider(self, work: ChannelBacklog) -> None:
         channel = work.channel
@@ -275,7 +286,12 @@ class Lane:
 
     async def _refill(self, channel: str) -> bool:
         """Read the channel's next due rows; False when none is due now (then the channel
-        waits for its next row, or leaves when it has none)."""
+        waits for its next row, or leaves when it has none, or has passed to another
+        worker)."""
+        if not self._serves(self.platform, channel):
+            self._queues.pop(channel, None)
+            self._retire(channel)
+            return False
         rows = await self._outbox.due_rows(
             self.platform, channel, self._clock.time(), QUEUE_READ_AHEAD
         )
@@ -498,6 +514,7 @@ class Scheduler:
         clock: Clock,
         timer: Timer | None = None,
         max_in_flight: Mapping[str, int] | None = None,
+        serves: Serves | None = None,
     ) -> None:
         self._deliverer = deliverer
         self._outbox = outbox
@@ -507,7 +524,7 @@ class Scheduler:
         self.lanes = {
             platform: Lane(
                 platform, pacer, deliverer, outbox, clock, timer,
-                limits.get(platform, DEFAULT_MAX_IN_FLIGHT),
+                limits.get(platform, DEFAULT_MAX_IN_FLIGHT), serves,
             )
             for platform, pacer in pacers.items()
             if platform in deliverer.active_platforms
@@ -518,9 +535,18 @@ class Scheduler:
         for lane in self.lanes.values():
             lane.notify()
 
-    async def recover_interrupted(self) -> int:
-        """Resolve the rows a crash left `sending`; before any lane runs."""
-        return await self._deliverer.recover_interrupted()
+    def set_share(self, fraction: float) -> None:
+        """Beside other workers: pace at this part of each platform's global rate, and look
+        again at which channels are this worker's."""
+        now = self._clock.monotonic()  # the pacers' time, as the lanes give it
+        for lane in self.lanes.values():
+            lane.pacer.share(fraction, now)
+            lane.notify()
+
+    async def recover_interrupted(self, gone_before: float | None = None) -> int:
+        """Resolve the rows a crash left `sending`: at a start alone, before any lane runs;
+        beside other workers, those of workers gone (the scan leader does it)."""
+        return await self._deliverer.recover_interrupted(gone_before)
 
     async def run(self, stop: asyncio.Event, grace_s: float) -> None:
         """Deliver until `stop`; then give sends in flight `grace_s` to finish."""

@@ -7,13 +7,15 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.clock import Clock
 from bot.commands import Commands
 from bot.config import FEEDBACK_SALT_ENV, Config, subscription_origin
 from bot.credentials import Target, blocked, parked_for_a_secret
+from bot.crew import BEAT_S, COMMANDS_LEASE, Crew
 from bot.delivery import Deliverer
 from bot.metrics import Metrics, StateGauges, render_prometheus
 from bot.notifiers import Platforms
@@ -46,6 +48,7 @@ class Parts:
     platforms: Platforms
     clock: Clock
     metrics: Metrics
+    crew: Crew | None = None  # beside other workers (bot/crew.py)
 
 
 # How often the bot looks for suggestions whose weekly wait is over.
@@ -98,10 +101,75 @@ async def start_services(parts: Parts, stack: contextlib.AsyncExitStack) -> Runn
             await asyncio.gather(weekly, return_exceptions=True)
 
         stack.push_async_callback(stop_weekly)
-    endpoint = await _start_receivers(parts, commands, tuner, stack)
+    crew = parts.crew
+    if crew is None or not crew.shared:
+        endpoint = await _start_receivers(parts, commands, tuner, stack)
+    elif await crew.lead(COMMANDS_LEASE):
+        # Beside other workers one holds the chat connections (Discord's gateway, Slack's
+        # Socket Mode), so each command is answered once; another takes them over when it dies.
+        log.info("this worker holds the chat connections (%s)", crew.worker_id)
+        endpoint = await _start_receivers(parts, commands, tuner, stack)
+        await _keep_lease(crew, stack)
+    else:
+        endpoint = None
+        await _take_over_later(parts, commands, tuner, crew, stack)
     if not (parts.config.http.enabled or endpoint is not None):
         return RunningBot()
     return await _start_http(parts, endpoint, commands, stack)
+
+
+async def _keep_lease(crew: Crew, stack: contextlib.AsyncExitStack) -> None:
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(BEAT_S)
+            try:
+                if not await crew.lead(COMMANDS_LEASE):
+                    log.error("another worker took the chat connections' lease from this one")
+            except Exception:
+                log.exception("could not renew the chat connections' lease")
+
+    await _background(renew(), "commands-lease", stack)
+
+
+async def _take_over_later(
+    parts: Parts, commands: Commands, tuner: Tuner, crew: Crew,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """A worker without the chat connections waits for their holder to go, then opens them."""
+
+    async def wait_then_open() -> None:
+        while True:
+            await asyncio.sleep(BEAT_S)
+            try:
+                if await crew.lead(COMMANDS_LEASE):
+                    break
+            except Exception:
+                log.exception("could not read the chat connections' lease")
+        log.info("this worker now holds the chat connections (%s)", crew.worker_id)
+        endpoint = await _start_receivers(parts, commands, tuner, stack)
+        if endpoint is not None:
+            log.warning(
+                "Slack's HTTP commands are served by the worker that started with the chat "
+                "connections; use Socket Mode with several workers (docs/postgresql.md)"
+            )
+        while True:
+            await asyncio.sleep(BEAT_S)
+            with contextlib.suppress(Exception):
+                await crew.lead(COMMANDS_LEASE)
+
+    await _background(wait_then_open(), "commands-takeover", stack)
+
+
+async def _background(
+    work: Coroutine[Any, Any, None], name: str, stack: contextlib.AsyncExitStack
+) -> None:
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
 
 
 async def _start_receivers(

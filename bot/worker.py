@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bot.articles import Article
 from bot.clock import Clock
 from bot.config import Config, SubscriptionSpec
+from bot.crew import ALIVE_S, BEAT_S, SCAN_LEASE, Crew
 from bot.feedback_store import FeedbackStore
 from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY, STOPPED_KEY
 from bot.metrics import Metrics
@@ -125,8 +126,14 @@ class Worker:
         scheduler: Scheduler,
         clock: Clock,
         metrics: Metrics | None = None,
+        crew: Crew | None = None,
     ) -> None:
         self._config = config
+        # Alone on its database (SQLite) a worker does everything; beside others (PostgreSQL)
+        # the store scan is the leader's and the channels are shared out (bot/crew.py).
+        self._crew = crew or Crew.alone(clock)
+        self._leading = False
+        self._tell_crew = False  # deliveries were queued since the other workers were told
         self.metrics = metrics or Metrics()
         self._state = state
         self._scheduler = scheduler
@@ -157,8 +164,20 @@ class Worker:
         scan them again, so that the run sees the store whole. `stop` cuts a long scan short
         between batches (what was recorded stays; the rest is scanned at the next start)."""
         self._stop = stop
-        self._index = await self._state.load_file_index()
-        await self._scheduler.recover_interrupted()
+        if self._crew.shared:
+            await self._crew.beat()
+            self._scheduler.set_share(self._crew.share)
+            await self._crew.on_new_rows(self._scheduler.notify)
+            if not await self._take_lead():
+                log.info(
+                    "another worker scans the store; this one delivers to its share of the "
+                    "channels (%d workers)", len(self._crew.live),
+                )
+                return ScanSummary()
+        else:
+            self._leading = True
+            self._index = await self._state.load_file_index()
+            await self._scheduler.recover_interrupted()
         summary = await self.scan()
         for _ in range(3):
             if not (settle and summary.unsettled) or (stop is not None and stop.is_set()):
@@ -232,6 +251,31 @@ class Worker:
             return route(article, subs, self._defaults, now, learned)
 
         return baseline, decide
+
+    async def _take_lead(self) -> bool:
+        """Beside other workers: take (or keep) the scan lease. A worker that becomes the
+        leader loads the store index and resolves the sends that gone workers left."""
+        leading = await self._crew.lead(SCAN_LEASE)
+        if leading and not self._leading:
+            log.info("this worker now scans the store (%s)", self._crew.worker_id)
+            self._index = await self._state.load_file_index()
+        self._leading = leading
+        if leading:
+            await self._scheduler.recover_interrupted(self._clock.time() - ALIVE_S)
+        return leading
+
+    async def _crew_beat(self, stop: asyncio.Event) -> None:
+        """Beside other workers: stay alive in the crew, follow who else is, and take the
+        lead when the leader is gone."""
+        while not stop.is_set():
+            try:
+                if await self._crew.beat():
+                    self._scheduler.set_share(self._crew.share)
+                await self._take_lead()
+            except Exception:
+                log.exception("could not reach the other workers through the database")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), BEAT_S)
 
     async def scan(self) -> ScanSummary:
         """Compare the store with the index; parse and record only what changed."""
@@ -347,6 +391,7 @@ class Worker:
         if report.deliveries or report.new_articles or report.updated_articles:
             # New posts, or edits and replies of posts already out.
             self._scheduler.notify()
+            self._tell_crew = True
 
     # --- the long-running loop -------------------------------------------------------------
 
@@ -373,6 +418,8 @@ class Worker:
             asyncio.create_task(self._scan_loop(stop, rescan_needed), name="scan"),
             asyncio.create_task(self._heartbeat(stop), name="heartbeat"),
         ]
+        if self._crew.shared:
+            tasks.append(asyncio.create_task(self._crew_beat(stop), name="crew"))
         delivery = asyncio.create_task(self._scheduler.run(stop, STOP_GRACE_S), name="deliver")
         # Files written between the start-up scan and the moment the watcher is armed raise no
         # event: look again now and once the watcher has surely started.
@@ -398,8 +445,9 @@ class Worker:
 
     async def record_stop(self) -> None:
         """A clean stop: `newsbot healthcheck` says so at once instead of waiting for the
-        heartbeat to grow stale."""
+        heartbeat to grow stale; the other workers take this one's channels and lease."""
         try:
+            await self._crew.leave()
             await self._state.set_meta(STOPPED_KEY, repr(self._clock.time()))
         except Exception:
             log.exception("could not record the stop for the health check")
@@ -445,11 +493,16 @@ class Worker:
         while not stop.is_set():
             await rescan_needed.wait()
             rescan_needed.clear()
+            if not self._leading:
+                continue  # another worker scans
             try:
                 summary = await self.scan()
             except Exception:
                 log.exception("scanning the store failed; will retry at the next rescan")
                 continue
+            if self._tell_crew:
+                self._tell_crew = False
+                await self._crew.new_rows()
             if summary.new_articles or summary.bad_files:
                 log.info(
                     "scan: %d new articles, %d bad files, %d deliveries queued",

@@ -155,15 +155,15 @@ BACKEND = os.environ.get("NEWSBOT_TEST_BACKEND", "sqlite")
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "sqlite_only: about SQLite itself (its file, locks, pragmas); not run on "
-        "PostgreSQL"
+        "markers", "sqlite_only: runs on SQLite only: about SQLite itself (its file, locks, "
+        "pragmas, migration history), or in virtual time, which real database latency would upset"
     )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if BACKEND != "postgresql":
         return
-    skip = pytest.mark.skip(reason="about SQLite itself; NEWSBOT_TEST_BACKEND=postgresql")
+    skip = pytest.mark.skip(reason="SQLite only (see the sqlite_only marker)")
     for item in items:
         if "sqlite_only" in item.keywords:
             item.add_marker(skip)

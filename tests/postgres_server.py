@@ -72,7 +72,8 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_postgres() -> Iterator[PostgresServer]:
+def running_postgres(*settings: str) -> Iterator[PostgresServer]:
+    """`settings`: more `name=value` server settings (the benchmark logs every statement)."""
     folder_bin = binaries()
     if folder_bin is None:
         raise FileNotFoundError(
@@ -98,7 +99,7 @@ def running_postgres() -> Iterator[PostgresServer]:
         [*prefix, str(folder_bin / "postgres"), "-D", str(data), "-p", str(port),
          "-k", str(sockets), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
          "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-         "-c", "max_connections=200"],
+         "-c", "max_connections=200", *(a for s in settings for a in ("-c", s))],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     log: list[str] = []

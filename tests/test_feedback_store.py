@@ -4,7 +4,6 @@ tmp_path, a fake clock moved by hand."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from bot.articles import Article
@@ -104,9 +103,9 @@ async def test_votes_count_people_once_learn_in_auto_and_survive_a_restart(
         # Further votes of the same people on the same posts are repeats or spent: no more.
         assert len(await tuner.store.adjustments("discord", CHANNEL)) == 1
         # Only hashes are stored, never the ids.
-        raw = sqlite3.connect(tmp_path / "state.db").execute(
-            "SELECT voter FROM feedback_votes"
-        ).fetchall()
+        raw = [
+            (r["voter"],) for r in await state.database.fetchall("SELECT voter FROM feedback_votes")
+        ]
         salt = await tuner.store.salt()
         assert {v for (v,) in raw} == {voter_hash(salt, "discord", u) for u in ("u1", "u2")}
         assert not any("u1" in v or "u2" in v for (v,) in raw)

@@ -131,19 +131,56 @@ def test_a_url_that_is_not_postgresql_is_named(tmp_path: Path) -> None:
         database_target(config, {"DATABASE_URL": "sqlite:///x.db"})
 
 
-async def test_a_second_run_on_one_database_is_refused_until_the_first_ends(
-    postgres_server: PostgresServer,
-) -> None:
-    from bot.database import StateError
-    from bot.postgres import PostgresDatabase
 
-    url = await asyncio.to_thread(postgres_server.create_database, "one_runner")
-    first, second = await PostgresDatabase.open(url), await PostgresDatabase.open(url)
+# --- newsbot migrate-state ---------------------------------------------------------------------
+
+
+@pytest.mark.sqlite_only  # its source is a SQLite state, made in this process
+async def test_migrate_state_copies_everything_once_and_new_rows_follow(
+    tmp_path: Path, postgres_server: PostgresServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+    from bot.outbox import DeliveryState
+    from bot.subscriptions import Subscription
+    from tests.test_outbox import article, route
+
+    lite = await State.open(tmp_path / "state.db", SystemClock())
+    news, _ = await lite.add_subscription(Subscription(0, "console", "news", topics=("AI",)))
+    await route(lite, [article(1), article(2)], news)
+    [first, _second] = await lite.outbox.due_rows("console", "news", 1e12, 9)
+    await lite.outbox.mark_sent(first.id, "m-1")
+    await lite.set_meta("store_baseline_done", "1")
+    before = (await lite.subscriptions(), await lite.outbox.rows_for("console", "news"))
+    await lite.aclose()
+
+    config = tmp_path / "newsbot.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "state.db"}"\n', encoding="utf-8")
+    url = await asyncio.to_thread(postgres_server.create_database, "moved")
+    argv = ["migrate-state", "--config", str(config), "--to", url]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert "deliveries: 2 rows" in capsys.readouterr().out
+    # Twice: refused, nothing copied again.
+    assert await asyncio.to_thread(main, argv) == 1
+    assert "already holds state" in capsys.readouterr().err
+
+    moved = await State.open(url, SystemClock())
     try:
-        await first.hold_run_lock()
-        with pytest.raises(StateError, match="another `newsbot run` is using the database"):
-            await second.hold_run_lock()
-        await first.aclose()
-        await second.hold_run_lock()  # released with the first's connection
+        after = (await moved.subscriptions(), await moved.outbox.rows_for("console", "news"))
+        assert after == before
+        assert [r.state for r in after[1]] == [DeliveryState.SENT, DeliveryState.PENDING]
+        assert await moved.get_meta("store_baseline_done") == "1"
+        more, created = await moved.add_subscription(Subscription(0, "console", "more"))
+        assert created and more.id > news.id  # the identity continues after the copied ids
     finally:
-        await second.aclose()
+        await moved.aclose()
+
+
+def test_migrate_state_without_a_url_says_where_one_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    config = tmp_path / "newsbot.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "state.db"}"\n', encoding="utf-8")
+    assert main(["migrate-state", "--config", str(config)]) == 2
+    assert "DATABASE_URL" in capsys.readouterr().err

@@ -26,6 +26,11 @@ from tests.builders import store_file_text
 from tests.conftest import FakeClock, VirtualTimer
 from tests.simulated import SimulatedPlatform
 
+# In virtual time: the database's real latency would show through the virtual clock, so these
+# run on SQLite only (the scheduler's rules do not depend on the backend; the outbox's queries
+# run on both in test_outbox.py and test_delivery.py).
+pytestmark = pytest.mark.sqlite_only
+
 
 def article(n: int, day: int = 1) -> Article:
     text = store_file_text(

@@ -1,0 +1,182 @@
+"""Several real `newsbot run` workers on one PostgreSQL database, against the fake Discord:
+the channels shared out, one scanner at a time, a worker killed mid-fan-out and another
+stopped, and still every (channel, story) posted exactly once, the scan taken over, nothing
+left stuck. Moments come from the workers' own log lines and the fake's counts, not sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.fakes.discord_server import FakeDiscord, RateLimitPolicy
+from tests.postgres_server import PostgresServer, binaries
+from tests.processes import BotProcess
+from tests.test_delivery_process import write_articles
+
+pytestmark = pytest.mark.skipif(
+    binaries() is None and not os.environ.get("NEWSBOT_REQUIRE_POSTGRES"),
+    reason="PostgreSQL is not installed (apt-get install postgresql; .ci/run does it)",
+)
+
+CHANNELS = [1_210_000_000_000_003_000 + n for n in range(24)]
+TAKEOVER_TIMEOUT_S = 45.0  # a dead worker is noticed after ALIVE_S (10 s), the lease LEASE_S
+
+
+@pytest.fixture
+async def discord() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord(
+        message_rate_limit=RateLimitPolicy(limit=5, window=2.0), global_rate_limit=50
+    ) as server:
+        for channel in CHANNELS:
+            server.add_channel(channel)
+        yield server
+
+
+def config_file(tmp_path: Path, fake: FakeDiscord, url: str) -> Path:
+    store = tmp_path / "store"
+    store.mkdir(exist_ok=True)
+    lines = [
+        "[store]", f'path = "{store}"', "rescan_interval_s = 0.2", "watch = false",
+        "[database]", f'url = "{url}"',
+        "[discord]", f'api_base_url = "{fake.base_url}"', "commands = false",
+    ]  # fmt: skip
+    for channel in CHANNELS:
+        lines += ["[[subscriptions]]", 'platform = "discord"', f'channel = "{channel}"']
+    path = tmp_path / "newsbot.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def posted(fake: FakeDiscord) -> Counter[tuple[int, str]]:
+    return Counter(
+        (channel, m["embeds"][0]["title"]) for channel in CHANNELS for m in fake.messages(channel)
+    )
+
+
+async def outbox_states(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
+    finally:
+        await conn.close()
+    return {r["state"]: r["n"] for r in rows}
+
+
+@pytest.mark.timeout(240)
+async def test_three_workers_one_killed_one_stopped_post_each_story_once_per_channel(
+    tmp_path: Path, discord: FakeDiscord, postgres_server: PostgresServer
+) -> None:
+    url = await asyncio.to_thread(postgres_server.create_database, "three_workers")
+    config = config_file(tmp_path, discord, url)
+    env = {"DISCORD_TOKEN": discord.bot_token}
+    first = await BotProcess.spawn("run", "--once", "--config", str(config), environ=env)
+    assert await first.finish() == 0, first.stderr  # the store's first scan: nothing posted
+
+    workers = [
+        await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(3)
+    ]
+    try:
+        for worker in workers:
+            await worker.wait_for_line("workers alive: 3")
+        write_articles(tmp_path / "store", range(1, 5))
+        await discord.wait_for(
+            lambda: sum(posted(discord).values()) >= 20, timeout=30, what="20 posts"
+        )
+        # Mid-fan-out: the scanning worker is killed (its claims in flight and its lease
+        # die with it), another is stopped cleanly; the third carries on alone.
+        leader = next(w for w in workers if "this worker now scans the store" in w.stderr)
+        await leader.kill()
+        stopped = next(w for w in workers if w is not leader)
+        assert await stopped.terminate() == 0, stopped.stderr
+        survivor = next(w for w in workers if w not in (leader, stopped))
+        await survivor.wait_for_line("this worker now scans the store", TAKEOVER_TIMEOUT_S)
+        write_articles(tmp_path / "store", [5])  # only a scan by the new leader finds it
+        titles = {f"Story {n}" for n in range(1, 6)}
+        await discord.wait_for(
+            lambda: (
+                {t for _, t in posted(discord)} == titles
+                and len(posted(discord)) == len(CHANNELS) * len(titles)
+            ),
+            timeout=TAKEOVER_TIMEOUT_S,
+            what="every story in every channel",
+        )
+        counts = posted(discord)
+        assert set(counts.values()) == {1}, counts
+        assert set(counts) == {(c, t) for c in CHANNELS for t in titles}
+        assert await outbox_states(url) == {"sent": len(CHANNELS) * len(titles)}
+        # The three shared the channels before two went, and the survivor saw them go.
+        assert all("delivery sent" in w.stderr for w in workers)
+        assert "workers alive: 1" in survivor.stderr
+    except BaseException:
+        for n, worker in enumerate(workers):
+            print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
+        raise
+    finally:
+        for worker in workers:
+            if worker.proc.returncode is None:
+                await worker.terminate()
+
+
+# --- chat commands, answered once --------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+async def test_one_worker_holds_socket_mode_and_another_takes_it_over_when_it_dies(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    from tests.fakes.slack_server import FakeSlack
+
+    url = await asyncio.to_thread(postgres_server.create_database, "chat_once")
+    channel = "C0SOCKET01"
+    async with FakeSlack() as slack:
+        slack.add_channel(channel)
+        store = tmp_path / "store"
+        store.mkdir()
+        config = tmp_path / "newsbot.toml"
+        config.write_text(
+            "\n".join([
+                "[store]", f'path = "{store}"', "watch = false",
+                "[database]", f'url = "{url}"',
+                "[slack]", f'api_base_url = "{slack.api_url}"', 'commands = "socket"',
+            ]) + "\n",
+            encoding="utf-8",
+        )  # fmt: skip
+        env = {
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_APP_TOKEN": slack.app_token,
+            "SLACK_SIGNING_SECRET": slack.signing_secret,
+        }
+        workers = [
+            await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
+        ]
+        try:
+            for worker in workers:
+                await worker.wait_for_line("workers alive: 2")
+            await slack.wait_for_socket()
+            holder = next(w for w in workers if "holds the chat connections" in w.stderr)
+            other = next(w for w in workers if w is not holder)
+            assert len(slack.socket_connections) == 1  # one connection for the two workers
+            first = await slack.send_slash_command("/news", "help", channel_id=channel)
+            await slack.wait_for_ack(first)
+            assert len(slack.acks(first)) == 1
+
+            await holder.kill()
+            await other.wait_for_line("now holds the chat connections", TAKEOVER_TIMEOUT_S)
+            await slack.wait_for_socket(count=2, timeout=TAKEOVER_TIMEOUT_S)
+            second = await slack.send_slash_command("/news", "help", channel_id=channel)
+            ack = await slack.wait_for_ack(second)
+            assert len(slack.acks(second)) == 1 and ack["payload"]["response_type"] == "ephemeral"
+        except BaseException:
+            for n, worker in enumerate(workers):
+                print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
+            raise
+        finally:
+            for worker in workers:
+                if worker.proc.returncode is None:
+                    await worker.terminate()
