@@ -2,12 +2,14 @@
 
   N articles to M Slack channels (the fake Slack: one post per second per channel, Slack's own
   shape; the bot's workspace rate raised so the workers, not a configured cap, are the limit),
-  delivered by 1, 2 and 4 `newsbot run` workers sharing one database. For each: the time from
+  delivered by 1, 2 and 4 `newsbot run` workers sharing one database, the fake answering each
+  post after --latency-ms (as a real platform does, not at once). For each: the time from
   the first to the last post the fake received, posts per second, the 429s it answered, and the
   database round trips per delivery (every statement the PostgreSQL server ran, from its own
   statement log, over the deliveries).
 
     python bench/bench_workers.py [--articles 100] [--channels 5000] [--workers 1 2 4]
+                                  [--latency-ms 100]
 
 The issue's scale is 100 x 5,000 (500,000 posts); `--articles 10 --channels 1000` gives the
 same comparison in a few minutes. Each run starts from an empty database and an empty fake.
@@ -55,7 +57,7 @@ def write_config(folder: Path, slack: FakeSlack, url: str, names: list[str]) -> 
 
 
 async def one_run(
-    server: PostgresServer, workers: int, articles: int, channel_count: int
+    server: PostgresServer, workers: int, articles: int, channel_count: int, latency_s: float
 ) -> tuple[float, int, int, float]:
     names = channels(channel_count)
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,6 +66,10 @@ async def one_run(
             for channel in names:
                 slack.add_channel(channel)
             slack.rate_limit("chat.postMessage", per_second=1.0, burst=1)
+            if latency_s > 0:
+                # A real platform answers in tens of milliseconds, not at once: a worker's sends
+                # in flight, not its CPU, then bound what it does alone.
+                slack.inject("chat.postMessage", delay=latency_s, times=None)
             url = await asyncio.to_thread(
                 server.create_database, f"bench_{workers}_{time.time_ns()}"
             )
@@ -106,12 +112,13 @@ async def main_async(args: argparse.Namespace) -> None:
     with running_postgres("log_statement=all") as server:
         print(
             f"{args.articles} articles to {args.channels} Slack channels "
-            f"({args.articles * args.channels:,} posts), one post/s per channel at the fake"
+            f"({args.articles * args.channels:,} posts), one post/s per channel at the fake, "
+            f"answers after {args.latency_ms:g} ms"
         )
         base_rate = None
         for workers in args.workers:
             elapsed, posts, refused, trips = await one_run(
-                server, workers, args.articles, args.channels
+                server, workers, args.articles, args.channels, args.latency_ms / 1000
             )
             rate = posts / elapsed if elapsed > 0 else float("inf")
             base_rate = base_rate or rate
@@ -127,6 +134,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=100)
     parser.add_argument("--channels", type=int, default=5000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--latency-ms", type=float, default=100.0)
     args = parser.parse_args()
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     asyncio.run(main_async(args))

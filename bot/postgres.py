@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -21,7 +22,17 @@ from bot.postgres_schema import BASELINE, BASELINE_VERSION, POSTGRES_MIGRATIONS
 from bot.sql import Dialect, affected, numbered_placeholders
 
 log = logging.getLogger(__name__)
+_RETURNS_ROWS = re.compile(r"^\s*(SELECT|WITH)\b|\bRETURNING\b", re.IGNORECASE)
 T = TypeVar("T")
+
+
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection handed back as it is: newsbot keeps no session state on one (its
+    advisory locks are per transaction, its one LISTEN has a connection of its own), so the
+    pool's reset query (four statements at every release) would be a round trip for nothing."""
+
+    def get_reset_query(self) -> str:
+        return ""
 
 
 class PgCursor:
@@ -75,9 +86,14 @@ class PgConnection:
         return PgExecution(self._run(sql, params))
 
     async def _run(self, sql: str, params: Sequence[Any]) -> PgCursor:
-        statement = await self._conn.prepare(numbered_placeholders(sql))
-        rows = await statement.fetch(*params)
-        return PgCursor(rows, affected(statement.get_statusmsg() or ""))
+        # Through asyncpg's statement cache, one round trip each: rows for what returns rows,
+        # the command tag's count for the rest.
+        text = numbered_placeholders(sql)
+        if _RETURNS_ROWS.search(sql):
+            rows = await self._conn.fetch(text, *params)
+            return PgCursor(rows, len(rows))
+        status = await self._conn.execute(text, *params)
+        return PgCursor([], affected(status))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgExecution:
         return PgExecution(self._many(sql, rows))
@@ -105,7 +121,9 @@ class PostgresDatabase:
     async def open(cls, url: str) -> PostgresDatabase:
         where = without_password(url)
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=5)
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=5, connection_class=_PooledConnection
+            )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StateError(
                 f"cannot reach the PostgreSQL database {where} ({type(exc).__name__}): check "
