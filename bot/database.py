@@ -366,6 +366,11 @@ class StateDatabase(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def sync_each_commit(self, on: bool) -> None:
+        """Off: commits may wait for the next one to reach the disk (a first scan, which
+        posts nothing; turning it on again makes everything before durable)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -464,6 +469,10 @@ class Database:
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         async with self._db.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
+
+    async def sync_each_commit(self, on: bool) -> None:
+        # In WAL mode a FULL commit syncs the log, and with it every commit written before.
+        await self._db.execute(f"PRAGMA synchronous={'FULL' if on else 'NORMAL'}")
 
     async def ping(self) -> bool:
         """Readiness: the database answers a query."""

@@ -347,6 +347,10 @@ class Worker:
             waiting.clear()
 
         stopped = False
+        if baseline:
+            # A first scan posts nothing: losing its last commits to a power cut costs only a
+            # rescan of those files, so commits need not wait for the disk one by one.
+            await self._state.database.sync_each_commit(False)
         try:
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
                 if self._stop is not None and self._stop.is_set():
@@ -365,6 +369,9 @@ class Worker:
         finally:
             if recording is not None:
                 await recording
+            if baseline:
+                # From here every commit is durable again (and makes the ones before durable).
+                await self._state.database.sync_each_commit(True)
         if baseline and not stopped:
             # An interrupted first scan stays a first scan: the next start completes it
             # without posting what was already there (and places what it left unplaced).

@@ -161,3 +161,28 @@ def test_scan_stories_names_a_missing_folder(tmp_path: Path) -> None:
     with contextlib.redirect_stdout(out):
         assert main(["scan", str(tmp_path / "nowhere"), "--stories"]) == 1
     assert "no such folder" in out.getvalue()
+
+
+@pytest.mark.sqlite_only
+async def test_a_first_scan_leaves_every_commit_durable_again(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+    from bot.database import Database
+
+    original = Database.sync_each_commit
+
+    async def watched(self: Database, on: bool) -> None:
+        seen.append(on)
+        await original(self, on)
+
+    monkeypatch.setattr(Database, "sync_each_commit", watched)
+    store = Store(tmp_path / "store", clock)
+    store.add("1-a.md", LAUNDRY, url="https://one.example/a")
+    async with started(make_config(tmp_path, TERMINAL), clock) as bot:
+        assert seen == [False, True]  # relaxed for the first scan only
+        [(level,)] = await bot.state.database.fetchall("PRAGMA synchronous")
+        assert level == 2  # FULL: a sent post stays sent through a power cut
+    store.add("2-b.md", "Another story altogether here", url="https://two.example/b")
+    async with started(make_config(tmp_path, TERMINAL), clock):
+        assert seen == [False, True]  # later scans never relax it
