@@ -180,3 +180,49 @@ async def test_one_worker_holds_socket_mode_and_another_takes_it_over_when_it_di
             for worker in workers:
                 if worker.proc.returncode is None:
                     await worker.terminate()
+
+
+@pytest.mark.timeout(120)
+async def test_one_worker_holds_the_discord_gateway_and_another_takes_it_over(
+    tmp_path: Path, discord: FakeDiscord, postgres_server: PostgresServer
+) -> None:
+    url = await asyncio.to_thread(postgres_server.create_database, "gateway_once")
+    config = config_file(tmp_path, discord, url)
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("commands = false", "commands = true"),
+        encoding="utf-8",
+    )
+    env = {"DISCORD_TOKEN": discord.bot_token}
+    workers = [
+        await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
+    ]
+    try:
+        for worker in workers:
+            await worker.wait_for_line("workers alive: 2")
+        await discord.wait_for_session(timeout=30)
+        holder = next(w for w in workers if "holds the chat connections" in w.stderr)
+        other = next(w for w in workers if w is not holder)
+        assert len([s for s in discord.sessions if not s.closed]) == 1  # one gateway
+        first = await discord.dispatch_interaction("news", {"topic": "AI"}, channel_id=CHANNELS[0])
+        answered = await discord.wait_for_interaction_response(first.id, timeout=10)
+        assert answered.callback_type == 4
+
+        await holder.kill()
+        await other.wait_for_line("now holds the chat connections", TAKEOVER_TIMEOUT_S)
+        await discord.wait_for(
+            lambda: any(not s.closed and s.identified for s in discord.sessions[1:]),
+            timeout=30,
+            what="the second worker's gateway session",
+        )
+        second = await discord.dispatch_interaction("news", {"topic": "AI"}, channel_id=CHANNELS[0])
+        answered = await discord.wait_for_interaction_response(second.id, timeout=10)
+        assert answered.callback_type == 4
+        assert len([s for s in discord.sessions if not s.closed]) == 1
+    except BaseException:
+        for n, worker in enumerate(workers):
+            print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
+        raise
+    finally:
+        for worker in workers:
+            if worker.proc.returncode is None:
+                await worker.terminate()
