@@ -455,7 +455,7 @@ async def _migrate_state(config: Config, to: str | None, out: TextIO) -> int:
 def _healthcheck(config: Config, out: TextIO) -> int:
     from bot.health import check_health
 
-    health = check_health(config, time.time())
+    health = check_health(config, time.time(), database_target(config, os.environ))
     out.write("healthy\n" if health.ok else "".join(f"unhealthy: {p}\n" for p in health.problems))
     return 0 if health.ok else 1
 

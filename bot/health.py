@@ -7,6 +7,7 @@ plain sqlite3, read-only, and never waits on the worker's write lock.
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,37 @@ def _read_meta(db_path: Path) -> dict[str, str] | None:
     return {str(key): str(value) for key, value in rows}
 
 
+def _worker_problems(url: str, host: str, now_s: float) -> list[str]:
+    """This host's worker in the crew (bot/crew.py) of a PostgreSQL database: seen lately?"""
+    import asyncio
+
+    import asyncpg
+
+    from bot.postgres import without_password
+
+    async def last_seen() -> float | None:
+        conn = await asyncpg.connect(url, timeout=3.0)
+        try:
+            value = await conn.fetchval("SELECT MAX(seen_at) FROM workers WHERE host = $1", host)
+        finally:
+            await conn.close()
+        return None if value is None else float(value)
+
+    try:
+        seen = asyncio.run(last_seen())
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        return [f"cannot reach {without_password(url)} ({type(exc).__name__})"]
+    if seen is None:
+        where = without_password(url)
+        return [f"no worker of this host ({host}) in {where} (is `newsbot run` up?)"]
+    if now_s - seen > MAX_HEARTBEAT_AGE_S:
+        return [
+            f"this host's worker was last seen {now_s - seen:.0f} s ago (more than "
+            f"{MAX_HEARTBEAT_AGE_S:.0f} s: it is stuck or was killed)"
+        ]
+    return []
+
+
 def _as_time(value: str | None) -> float | None:
     try:
         return float(value) if value is not None else None
@@ -58,11 +90,18 @@ def _as_time(value: str | None) -> float | None:
         return None
 
 
-def check_health(config: Config, now_s: float) -> Health:
+def check_health(
+    config: Config, now_s: float, database: Path | str | None = None, host: str | None = None
+) -> Health:
+    """`database`: where the state is (`database_target`; default the SQLite file). On
+    PostgreSQL, several workers share it: the one checked is this machine's (`host`)."""
     problems = []
     store = config.store.path
     if not store.is_dir() or not os.access(store, os.R_OK | os.X_OK):
         problems.append(f"the store {store} is not a readable folder (is the volume mounted?)")
+    if isinstance(database, str):
+        problems += _worker_problems(database, host or socket.gethostname(), now_s)
+        return Health(tuple(problems))
     meta = _read_meta(config.database.path) or {}
     beat = _as_time(meta.get(HEARTBEAT_KEY))
     stopped = _as_time(meta.get(STOPPED_KEY))

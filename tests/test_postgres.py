@@ -184,3 +184,43 @@ def test_migrate_state_without_a_url_says_where_one_goes(
     config.write_text(f'[database]\npath = "{tmp_path / "state.db"}"\n', encoding="utf-8")
     assert main(["migrate-state", "--config", str(config)]) == 2
     assert "DATABASE_URL" in capsys.readouterr().err
+
+
+# --- newsbot healthcheck beside other workers ------------------------------------------------
+
+
+async def test_healthcheck_on_postgresql_looks_at_this_hosts_worker(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    import socket
+    import time
+
+    from bot.config import Config, DatabaseConfig, StoreConfig
+    from bot.crew import Crew
+    from bot.health import MAX_HEARTBEAT_AGE_S, check_health
+
+    (tmp_path / "store").mkdir()
+    config = Config(
+        store=StoreConfig(path=tmp_path / "store"), database=DatabaseConfig(path=tmp_path / "x")
+    )
+    url = await asyncio.to_thread(postgres_server.create_database, "health")
+    state = await State.open(url, SystemClock())
+    try:
+        absent = await asyncio.to_thread(check_health, config, time.time(), url, "this-host")
+        assert "no worker of this host (this-host)" in absent.problems[0]
+        crew = Crew(state.database, SystemClock(), "w1", shared=True)
+        await crew.beat()  # recorded with this machine's name
+        here = socket.gethostname()
+        assert (await asyncio.to_thread(check_health, config, time.time(), url, here)).ok
+        later = time.time() + MAX_HEARTBEAT_AGE_S + 5
+        stale = await asyncio.to_thread(check_health, config, later, url, here)
+        assert "last seen" in stale.problems[0]
+        await crew.leave()  # a clean stop
+        gone = await asyncio.to_thread(check_health, config, time.time(), url, here)
+        assert not gone.ok
+    finally:
+        await state.aclose()
+    unreachable = await asyncio.to_thread(
+        check_health, config, time.time(), "postgresql://u:pw@127.0.0.1:1/x", "h"
+    )
+    assert "cannot reach postgresql://u@127.0.0.1:1/x" in unreachable.problems[0]
