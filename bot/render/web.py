@@ -86,10 +86,24 @@ def _slack_unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+_SLACK_BOLD_LINE = re.compile(r"^\*(<[^<>]+>)\*$")
+
+
 def _slack_text(text: object) -> str:
-    """mrkdwn as text, with its links as links and date tokens as their fallback."""
+    """mrkdwn as text, with its links as links, date tokens as their fallback, and a line that
+    is one bold link (the headline, as newsbot writes it) in bold."""
+    lines = str(text or "").split("\n")
+    return "\n".join(
+        f"<strong>{_slack_inline(bold.group(1))}</strong>"
+        if (bold := _SLACK_BOLD_LINE.match(line))
+        else _slack_inline(line)
+        for line in lines
+    )
+
+
+def _slack_inline(text: str) -> str:
     out, at = [], 0
-    source = str(text or "")
+    source = text
     for match in _SLACK_TOKEN.finditer(source):
         out.append(_e(_slack_unescape(source[at : match.start()])))
         target, label, bare = match.group(1), match.group(2), match.group(3)
