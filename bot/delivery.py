@@ -149,6 +149,10 @@ class Deliverer:
                 continue
             if ref is not None:
                 await self._outbox.mark_sent(delivery.id, ref.message_id)
+                log.info(
+                    "interrupted send found posted platform=%s channel=%s article=%s: recorded "
+                    "as sent, not sent again", delivery.platform, delivery.channel, delivery.key,
+                )
                 found += 1
             else:
                 await self._outbox.mark_retry(delivery.id, self._clock.time(), "interrupted")

@@ -226,3 +226,118 @@ async def test_one_worker_holds_the_discord_gateway_and_another_takes_it_over(
         for worker in workers:
             if worker.proc.returncode is None:
                 await worker.terminate()
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_killed_after_discord_stored_its_post_leaves_it_posted_once(
+    tmp_path: Path, discord: FakeDiscord, postgres_server: PostgresServer
+) -> None:
+    """The worst moment: Discord stored the post, its answer never reached the worker, and the
+    worker died. Its row stays `sending` under its claim; when it is seen gone, another worker
+    sends it again with the same nonce, and Discord answers with the message it already has:
+    one message in the channel."""
+    from bot.partition import owner
+
+    url = await asyncio.to_thread(postgres_server.create_database, "worst_moment")
+    config = config_file(tmp_path, discord, url)
+    env = {"DISCORD_TOKEN": discord.bot_token}
+    first = await BotProcess.spawn("run", "--once", "--config", str(config), environ=env)
+    assert await first.finish() == 0, first.stderr
+    workers = [
+        await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
+    ]
+    try:
+        alive = [await w.wait_for_line("workers alive: 2") for w in workers]
+        ids = alive[0].split("(", 1)[1].rstrip(")").split(", ")
+        by_pid = {w.proc.pid: w for w in workers}
+        worker_of = {i: next(w for p, w in by_pid.items() if f"-{p}-" in i) for i in ids}
+        target = CHANNELS[0]
+        victim = worker_of[owner("discord", str(target), ids)]
+        survivor = next(w for w in workers if w is not victim)
+        held = discord.hold("POST", f"/channels/{target}/messages", process_first=True)
+        write_articles(tmp_path / "store", [1])
+        await held.wait_hit(timeout=30)
+        assert len(discord.messages(target)) == 1  # stored at Discord; no answer came back
+        await victim.kill()
+        held.cancel()
+        await discord.wait_for(
+            lambda: all(len(discord.messages(c)) >= 1 for c in CHANNELS),
+            timeout=TAKEOVER_TIMEOUT_S,
+            what="the story in every channel",
+        )
+        resent = await survivor.wait_for_line(
+            f"delivery sent platform=discord channel={target}", TAKEOVER_TIMEOUT_S
+        )
+        assert "attempt=2" in resent  # the dead worker's attempt was the first
+        assert await outbox_states(url) == {"sent": len(CHANNELS)}
+        assert [len(discord.messages(c)) for c in CHANNELS] == [1] * len(CHANNELS)
+    except BaseException:
+        for n, worker in enumerate(workers):
+            print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
+        raise
+    finally:
+        for worker in workers:
+            if worker.proc.returncode is None:
+                await worker.terminate()
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_killed_after_slack_stored_its_post_leaves_it_posted_once(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """The same moment on Slack, which has no nonce: the scanning worker finds the message by
+    its metadata (conversations.history) and records it as sent without posting again."""
+    from bot.partition import owner
+    from tests.fakes.slack_server import FakeSlack
+
+    channels = [f"C0WORKER{n:02d}" for n in range(8)]
+    url = await asyncio.to_thread(postgres_server.create_database, "worst_moment_slack")
+    async with FakeSlack() as slack:
+        for channel in channels:
+            slack.add_channel(channel)
+        store = tmp_path / "store"
+        store.mkdir()
+        lines = [
+            "[store]", f'path = "{store}"', "rescan_interval_s = 0.2", "watch = false",
+            "[database]", f'url = "{url}"',
+            "[slack]", f'api_base_url = "{slack.api_url}"', 'commands = "off"',
+        ]  # fmt: skip
+        for channel in channels:
+            lines += ["[[subscriptions]]", 'platform = "slack"', f'channel = "{channel}"']
+        config = tmp_path / "newsbot.toml"
+        config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        env = {"SLACK_BOT_TOKEN": slack.bot_token}
+        first = await BotProcess.spawn("run", "--once", "--config", str(config), environ=env)
+        assert await first.finish() == 0, first.stderr
+        workers = [
+            await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
+        ]
+        try:
+            alive = [await w.wait_for_line("workers alive: 2") for w in workers]
+            ids = alive[0].split("(", 1)[1].rstrip(")").split(", ")
+            worker_of = {i: next(w for w in workers if f"-{w.proc.pid}-" in i) for i in ids}
+            target = channels[0]
+            victim = worker_of[owner("slack", target, ids)]
+            survivor = next(w for w in workers if w is not victim)
+            held = slack.inject("chat.postMessage", hold=True, process=True, channel=target)
+            write_articles(store, [1])
+            await held.wait_hit(timeout=30)
+            assert len(slack.messages(target)) == 1  # stored by Slack; no answer came back
+            await victim.kill()
+            held.release()
+            await survivor.wait_for_line(
+                f"interrupted send found posted platform=slack channel={target}",
+                TAKEOVER_TIMEOUT_S,
+            )
+            for channel in channels:
+                await slack.wait_for_message(channel, timeout=TAKEOVER_TIMEOUT_S)
+            assert [len(slack.messages(c)) for c in channels] == [1] * len(channels)
+            assert await outbox_states(url) == {"sent": len(channels)}
+        except BaseException:
+            for n, worker in enumerate(workers):
+                print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
+            raise
+        finally:
+            for worker in workers:
+                if worker.proc.returncode is None:
+                    await worker.terminate()
