@@ -18,6 +18,7 @@ from bot.store import (
     FileStamp,
     ParseResult,
     Unsettled,
+    diff,
     list_store,
     parse_files,
     read_file,
@@ -141,13 +142,12 @@ def scan_store(
                 )
         _count(report, item, carriers, topic_names)
 
-    to_parse = []
+    # What changed since the last look: the same rule `run` applies to its database index.
+    to_parse = diff({rel: stamp for rel, (stamp, _) in remembered.items()}, listing.files).changed
+    parsing = set(to_parse)
     for rel in sorted(listing.files):
-        hit = remembered.get(rel)
-        if hit is not None and hit[0] == listing.files[rel]:
-            take(Digest(rel, *hit[1], unsettled=False))
-        else:
-            to_parse.append(rel)
+        if rel not in parsing:
+            take(Digest(rel, *remembered[rel][1], unsettled=False))
     batches = parse_files(
         root,
         to_parse,
