@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 
+from bot.crew import ALIVE_S
 from bot.health import HEARTBEAT_KEY, MAX_HEARTBEAT_AGE_S, STOPPED_KEY
 from bot.outbox import DeliveryState
 from bot.printable import json_text, printable
@@ -27,6 +28,17 @@ class BadFile:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerSeen:
+    """A worker of the crew sharing a PostgreSQL database (bot/crew.py)."""
+
+    id: str
+    host: str
+    pid: int
+    seen_age_s: float
+    alive: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     worker: str  # "running", "stopped" (cleanly) or "not running" (no recent heartbeat)
     heartbeat_age_s: float | None
@@ -35,6 +47,7 @@ class Status:
     next_due_in_s: float | None  # 0: due now
     parked: tuple[ParkedSubscription, ...]
     bad_files: tuple[BadFile, ...]
+    workers: tuple[WorkerSeen, ...] = ()  # several workers on PostgreSQL; none alone
 
     def to_json(self) -> str:
         return json_text(asdict(self), indent=2) + "\n"
@@ -67,6 +80,15 @@ async def read_status(state: State, now_s: float) -> Status:
             if s.is_parked
         ),
         bad_files=tuple(BadFile(path, reason) for path, reason in await state.bad_files()),
+        workers=tuple(
+            WorkerSeen(
+                r["id"], r["host"], int(r["pid"]), max(0.0, now_s - float(r["seen_at"])),
+                now_s - float(r["seen_at"]) <= ALIVE_S,
+            )
+            for r in await state.database.fetchall(
+                "SELECT id, host, pid, seen_at FROM workers ORDER BY id"
+            )
+        ),
     )
 
 
@@ -115,6 +137,14 @@ def format_status(status: Status) -> str:
     lines += [
         f"  {p.id:4}  {printable(p.target)}: {printable(p.reason)}" for p in status.parked
     ]
+    if status.workers:
+        alive = sum(w.alive for w in status.workers)
+        lines.append(f"workers: {alive} alive")
+        lines += [
+            f"  {printable(w.id)} on {printable(w.host)} (pid {w.pid}): "
+            + (f"seen {_age(w.seen_age_s)} ago" if w.alive else f"gone {_age(w.seen_age_s)} ago")
+            for w in status.workers
+        ]
     lines.append(f"bad files: {len(status.bad_files)}")
     lines += [f"  {printable(b.path)}: {printable(b.reason)}" for b in status.bad_files]
     return "\n".join(lines) + "\n"

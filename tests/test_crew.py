@@ -118,3 +118,28 @@ async def test_sends_of_a_gone_worker_are_found_again_a_live_ones_are_not(
         assert {d.id for d in await state.outbox.interrupted()} == {first, second}
     finally:
         await state.aclose()
+
+
+async def test_status_and_the_panel_show_the_crew(tmp_path: Path, clock: FakeClock) -> None:
+    from bot.panel.pages import Chrome, home_page
+    from bot.status import format_status, read_status
+
+    state = await State.open(tmp_path / "state.db", clock)
+    try:
+        alone = await read_status(state, clock.time())
+        assert alone.workers == () and "workers:" not in format_status(alone)
+        hostile = "<b>w1</b>"
+        first = Crew(state.database, clock, hostile, shared=True)
+        second = Crew(state.database, clock, "w2", shared=True)
+        await first.beat()
+        clock.advance(ALIVE_S + 1)
+        await second.beat()  # the first has gone quiet
+        status = await read_status(state, clock.time())
+        assert [(w.id, w.alive) for w in status.workers] == [(hostile, False), ("w2", True)]
+        text = format_status(status)
+        assert "workers: 1 alive" in text and "gone" in text
+        page = str(home_page(Chrome(user="op", token=lambda: "t"), status, []))
+        assert "&lt;b&gt;w1&lt;/b&gt;" in page and "<b>w1" not in page
+        assert "(gone)" in page
+    finally:
+        await state.aclose()

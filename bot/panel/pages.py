@@ -182,6 +182,14 @@ def home_page(chrome: Chrome, status: Status, parked: Sequence[Subscription]) ->
             for platform, by_state in status.deliveries.items()
         ],
     ) if status.deliveries else tag("p", "No deliveries yet.")
+    crew = table(
+        ("worker", "host", "pid", "last seen"),
+        [
+            (w.id, w.host, w.pid,
+             f"{age(w.seen_age_s)} ago" + ("" if w.alive else " (gone)"))
+            for w in status.workers
+        ],
+    ) if status.workers else None
     parked_rows = [
         (sub.id, f"{sub.platform}:{sub.channel}", ", ".join(sub.topics) or "all topics",
          sub.parked_reason or "", retry_button(chrome, sub.platform, sub.channel))
@@ -195,14 +203,15 @@ def home_page(chrome: Chrome, status: Status, parked: Sequence[Subscription]) ->
     ) if status.bad_files else tag("p", "None.")
     more_bad = tag("p", tag("a", f"all {len(status.bad_files)} bad files", href=url("/store"))
                    ) if len(status.bad_files) > 20 else ""
+    workers = Markup("<section><h2>Workers</h2>{}</section>").format(crew) if crew else ""
     body = Markup(
-        "<section><h2>Health</h2>{}</section>"
+        "<section><h2>Health</h2>{}</section>{}"
         "<section><h2>Deliveries by state</h2>{}<p>{}</p></section>"
         "<section><h2>Parked subscriptions</h2>{}</section>"
         "<section><h2>Bad files ({})</h2>{}{}</section>"
     ).format(
-        facts, counts, tag("a", "The delivery log", href=url("/deliveries")), parked_html,
-        len(status.bad_files), bad, more_bad,
+        facts, workers, counts, tag("a", "The delivery log", href=url("/deliveries")),
+        parked_html, len(status.bad_files), bad, more_bad,
     )
     return document("newsbot", body, chrome)
 
