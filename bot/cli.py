@@ -421,10 +421,11 @@ def _scan_stories(config: Config, path: str | None, as_json: bool, out: TextIO) 
 
 
 async def _migrate_state(config: Config, to: str | None, out: TextIO) -> int:
-    from bot.config import POSTGRES_SCHEMES, read_secret
+    from bot.config import read_secret
     from bot.database import StateError
     from bot.migrate_state import NotEmpty, migrate_state
     from bot.postgres import without_password
+    from bot.sql import POSTGRES_SCHEMES
 
     url = to or read_secret("DATABASE_URL", os.environ)
     if not url or not url.startswith(POSTGRES_SCHEMES):

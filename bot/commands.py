@@ -22,7 +22,7 @@ from typing import overload
 from bot import validation
 from bot.articles import Article
 from bot.clock import Clock
-from bot.config import SubscriptionSpec
+from bot.config import SubscriptionSpec, subscription_from_spec
 from bot.credentials import Blocked
 from bot.feedback_store import AdjustmentRow, FeedbackStore, Status
 from bot.learning import LearnMode
@@ -765,8 +765,6 @@ class Commands:
         return SubscriptionsReply(text="\n".join(lines), subscriptions=subs, learned=learned)
 
     async def _store(self, spec: SubscriptionSpec, source: SubscriptionSource) -> ChangeReply:
-        from bot.worker import subscription_from_spec
-
         now = self._clock.now()
         ran_before = await self._state.backfill_ran(spec.platform, spec.channel, spec.topics)
         stored, created = await self._state.add_subscription(

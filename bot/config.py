@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 from bot import validation
 from bot.platforms.registry import DEFAULT_PLATFORM, PLATFORM_NAMES, PLATFORMS, check_mention
 from bot.render.style import RenderStyle
+from bot.schedule_time import DeliveryMode, QuietHours, parse_time_of_day
+from bot.sql import POSTGRES_SCHEMES
+from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource
 
 DEFAULT_MIN_QUALITY = 40.0
 DEFAULT_CONFIG_ENV = "NEWSBOT_CONFIG"
@@ -647,9 +650,6 @@ def find_config(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> 
     return embedded_default(cwd)
 
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
 def _database_url(db_r: Any) -> str | None:
     url = db_r.optional_string("url")
     if url is None:
@@ -700,3 +700,30 @@ def read_secret(name: str, environ: Mapping[str, str]) -> str | None:
             f"{name}_FILE ({file_name}) is empty; put the secret in it, or unset {name}_FILE"
         )
     return value
+
+
+def subscription_from_spec(spec: SubscriptionSpec, source: SubscriptionSource) -> Subscription:
+    """The subscription a spec (from the config file, the CLI or the panel) describes."""
+    return Subscription(
+        id=0,
+        platform=spec.platform,
+        channel=spec.channel,
+        topics=spec.topics,
+        min_quality=spec.min_quality,
+        include_unscored=spec.include_unscored,
+        providers_include=spec.providers_include,
+        providers_exclude=spec.providers_exclude,
+        keywords=spec.keywords,
+        max_age_days=spec.max_age_days,
+        backfill=spec.backfill,
+        source=source,
+        late_coverage=LateCoverage(spec.late_coverage),
+        headline_margin=spec.headline_margin,
+        mode=DeliveryMode(spec.mode),
+        digest_at=parse_time_of_day(spec.digest_at),
+        timezone=spec.timezone,
+        quiet_hours=QuietHours.parse(spec.quiet_hours) if spec.quiet_hours else None,
+        breaking_quality=spec.breaking_quality,
+        breaking_outlets=spec.breaking_outlets,
+        mention=spec.mention,
+    )

@@ -19,6 +19,9 @@ from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 
+# How a PostgreSQL URL begins (a database target that is not a SQLite file).
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
 
 class Dialect(StrEnum):
     SQLITE = "sqlite"

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 from bot.articles import Article
 from bot.clock import Clock
-from bot.config import Config, SubscriptionSpec
+from bot.config import Config, subscription_from_spec
 from bot.crew import ALIVE_S, BEAT_S, SCAN_LEASE, Crew
 from bot.feedback_store import FeedbackStore
 from bot.health import HEARTBEAT_INTERVAL_S, HEARTBEAT_KEY, STOPPED_KEY
 from bot.metrics import Metrics
 from bot.routing import Routing, RoutingDefaults, Verdict, judge, route
-from bot.schedule_time import DeliveryMode, QuietHours, parse_time_of_day
 from bot.scheduler import Leftover, Scheduler
 from bot.state import IngestReport, RouteFn, State
 from bot.store import (
@@ -31,7 +30,7 @@ from bot.store import (
 )
 from bot.stored_article import StoredArticle, to_stored
 from bot.stories import Newcomer
-from bot.subscriptions import LateCoverage, Subscription, SubscriptionSource
+from bot.subscriptions import Subscription, SubscriptionSource
 
 log = logging.getLogger(__name__)
 
@@ -89,32 +88,6 @@ def routing_defaults(config: Config) -> RoutingDefaults:
         min_quality=config.min_quality,
         include_unscored=config.include_unscored,
         max_age_days=config.max_age_days,
-    )
-
-
-def subscription_from_spec(spec: SubscriptionSpec, source: SubscriptionSource) -> Subscription:
-    return Subscription(
-        id=0,
-        platform=spec.platform,
-        channel=spec.channel,
-        topics=spec.topics,
-        min_quality=spec.min_quality,
-        include_unscored=spec.include_unscored,
-        providers_include=spec.providers_include,
-        providers_exclude=spec.providers_exclude,
-        keywords=spec.keywords,
-        max_age_days=spec.max_age_days,
-        backfill=spec.backfill,
-        source=source,
-        late_coverage=LateCoverage(spec.late_coverage),
-        headline_margin=spec.headline_margin,
-        mode=DeliveryMode(spec.mode),
-        digest_at=parse_time_of_day(spec.digest_at),
-        timezone=spec.timezone,
-        quiet_hours=QuietHours.parse(spec.quiet_hours) if spec.quiet_hours else None,
-        breaking_quality=spec.breaking_quality,
-        breaking_outlets=spec.breaking_outlets,
-        mention=spec.mention,
     )
 
 

@@ -21,9 +21,9 @@ import sqlite3
 from pathlib import Path
 
 from bot.clock import Clock
-from bot.config import POSTGRES_SCHEMES
 from bot.database import MIGRATIONS, Database, StateDatabase, StateError
 from bot.outbox import Delivery, DeliveryState, Outbox
+from bot.sql import POSTGRES_SCHEMES
 from bot.state.articles import ArticleRepository, IngestReport, RouteFn
 from bot.state.meta import MetaRepository
 from bot.state.store_index import StoreIndex
