@@ -9,6 +9,7 @@ import asyncio
 import os
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -59,6 +60,25 @@ def posted(fake: FakeDiscord) -> Counter[tuple[int, str]]:
     )
 
 
+@asynccontextmanager
+async def crew_of(count: int, config: Path, env: dict[str, str]) -> AsyncIterator[list[BotProcess]]:
+    """`count` `newsbot run` workers on one configuration; their last log lines are printed
+    when the test fails, and whatever still runs is stopped."""
+    workers = [
+        await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(count)
+    ]
+    try:
+        yield workers
+    except BaseException:
+        for n, worker in enumerate(workers):
+            print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
+        raise
+    finally:
+        for worker in workers:
+            if worker.proc.returncode is None:
+                await worker.terminate()
+
+
 async def outbox_states(url: str) -> dict[str, int]:
     conn = await asyncpg.connect(url)
     try:
@@ -78,10 +98,7 @@ async def test_three_workers_one_killed_one_stopped_post_each_story_once_per_cha
     first = await BotProcess.spawn("run", "--once", "--config", str(config), environ=env)
     assert await first.finish() == 0, first.stderr  # the store's first scan: nothing posted
 
-    workers = [
-        await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(3)
-    ]
-    try:
+    async with crew_of(3, config, env) as workers:
         for worker in workers:
             await worker.wait_for_line("workers alive: 3")
         write_articles(tmp_path / "store", range(1, 5))
@@ -113,14 +130,6 @@ async def test_three_workers_one_killed_one_stopped_post_each_story_once_per_cha
         # The three shared the channels before two went, and the survivor saw them go.
         assert all("delivery sent" in w.stderr for w in workers)
         assert "workers alive: 1" in survivor.stderr
-    except BaseException:
-        for n, worker in enumerate(workers):
-            print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
-        raise
-    finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                await worker.terminate()
 
 
 # --- chat commands, answered once --------------------------------------------------------------
@@ -152,10 +161,7 @@ async def test_one_worker_holds_socket_mode_and_another_takes_it_over_when_it_di
             "SLACK_APP_TOKEN": slack.app_token,
             "SLACK_SIGNING_SECRET": slack.signing_secret,
         }
-        workers = [
-            await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
-        ]
-        try:
+        async with crew_of(2, config, env) as workers:
             for worker in workers:
                 await worker.wait_for_line("workers alive: 2")
             await slack.wait_for_socket()
@@ -172,14 +178,6 @@ async def test_one_worker_holds_socket_mode_and_another_takes_it_over_when_it_di
             second = await slack.send_slash_command("/news", "help", channel_id=channel)
             ack = await slack.wait_for_ack(second)
             assert len(slack.acks(second)) == 1 and ack["payload"]["response_type"] == "ephemeral"
-        except BaseException:
-            for n, worker in enumerate(workers):
-                print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
-            raise
-        finally:
-            for worker in workers:
-                if worker.proc.returncode is None:
-                    await worker.terminate()
 
 
 @pytest.mark.timeout(120)
@@ -193,10 +191,7 @@ async def test_one_worker_holds_the_discord_gateway_and_another_takes_it_over(
         encoding="utf-8",
     )
     env = {"DISCORD_TOKEN": discord.bot_token}
-    workers = [
-        await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
-    ]
-    try:
+    async with crew_of(2, config, env) as workers:
         for worker in workers:
             await worker.wait_for_line("workers alive: 2")
         await discord.wait_for_session(timeout=30)
@@ -218,14 +213,6 @@ async def test_one_worker_holds_the_discord_gateway_and_another_takes_it_over(
         answered = await discord.wait_for_interaction_response(second.id, timeout=10)
         assert answered.callback_type == 4
         assert len([s for s in discord.sessions if not s.closed]) == 1
-    except BaseException:
-        for n, worker in enumerate(workers):
-            print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
-        raise
-    finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                await worker.terminate()
 
 
 @pytest.mark.timeout(120)
@@ -243,10 +230,7 @@ async def test_a_worker_killed_after_discord_stored_its_post_leaves_it_posted_on
     env = {"DISCORD_TOKEN": discord.bot_token}
     first = await BotProcess.spawn("run", "--once", "--config", str(config), environ=env)
     assert await first.finish() == 0, first.stderr
-    workers = [
-        await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
-    ]
-    try:
+    async with crew_of(2, config, env) as workers:
         alive = [await w.wait_for_line("workers alive: 2") for w in workers]
         ids = alive[0].split("(", 1)[1].rstrip(")").split(", ")
         by_pid = {w.proc.pid: w for w in workers}
@@ -271,14 +255,6 @@ async def test_a_worker_killed_after_discord_stored_its_post_leaves_it_posted_on
         assert "attempt=2" in resent  # the dead worker's attempt was the first
         assert await outbox_states(url) == {"sent": len(CHANNELS)}
         assert [len(discord.messages(c)) for c in CHANNELS] == [1] * len(CHANNELS)
-    except BaseException:
-        for n, worker in enumerate(workers):
-            print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
-        raise
-    finally:
-        for worker in workers:
-            if worker.proc.returncode is None:
-                await worker.terminate()
 
 
 @pytest.mark.timeout(120)
@@ -309,10 +285,7 @@ async def test_a_worker_killed_after_slack_stored_its_post_leaves_it_posted_once
         env = {"SLACK_BOT_TOKEN": slack.bot_token}
         first = await BotProcess.spawn("run", "--once", "--config", str(config), environ=env)
         assert await first.finish() == 0, first.stderr
-        workers = [
-            await BotProcess.spawn("run", "--config", str(config), environ=env) for _ in range(2)
-        ]
-        try:
+        async with crew_of(2, config, env) as workers:
             alive = [await w.wait_for_line("workers alive: 2") for w in workers]
             ids = alive[0].split("(", 1)[1].rstrip(")").split(", ")
             worker_of = {i: next(w for w in workers if f"-{w.proc.pid}-" in i) for i in ids}
@@ -333,11 +306,3 @@ async def test_a_worker_killed_after_slack_stored_its_post_leaves_it_posted_once
                 await slack.wait_for_message(channel, timeout=TAKEOVER_TIMEOUT_S)
             assert [len(slack.messages(c)) for c in channels] == [1] * len(channels)
             assert await outbox_states(url) == {"sent": len(channels)}
-        except BaseException:
-            for n, worker in enumerate(workers):
-                print(f"--- worker {n} ---\n" + "\n".join(worker.stderr_lines[-60:]))
-            raise
-        finally:
-            for worker in workers:
-                if worker.proc.returncode is None:
-                    await worker.terminate()
